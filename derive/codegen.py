@@ -1,0 +1,198 @@
+"""Stage 4 — code generation: derived equations lowered to C expressions and rendered into Cython.
+
+In:  an :class:`~derive.specification.Activation` (for an activation module), or the loss derivations and
+     the generic layer equations (for the network module).
+Out: Cython source text (``.pyx``), rendered from the jinja2 templates in ``templates/``; and
+     :func:`write_generated`, which writes the sources and derivation documents of the built-ins into
+     ``generated/`` atomically.
+
+*Lowering* turns a derived per-unit equation into a pointwise expression over kernel arrays: each sum
+over the next layer becomes the array a BLAS product computes (Σ_k w_kj δ_k → ``s[j]``), h'(a_j) and
+h''(a_j) become ``d1[j]`` and ``d2[j]`` (what the activation kernel returned), and R{a_j} becomes
+``ra[j]``. A sum or quantity the template does not provide is an error, never silently dropped.
+"""
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import jinja2
+import sympy as sp
+
+from . import __version__, layers
+from .derivation import Derivation, generic_equations
+from .errors import DerivationError
+from .functions import h1, h2
+from .loss import derive_loss
+from .notation import j, j2
+from .printing import C_HELPERS, c_assignments, ccode
+from .resources import resource_dir
+from .scalar import check_finite, derive_scalar
+from .specification import ACTIVATIONS, LOSSES
+
+LL, LN = layers.LL, layers.LN
+_UNITS = sp.Symbol("n", integer=True)
+
+#: What each sum over the next layer is called in the kernels (the BLAS product that computes it).
+LAYER_SUMS = {
+    frozenset({LN.delta, LN.w}): sp.IndexedBase("s"),                       # W(l+1)^T delta(l+1)
+    frozenset({LN.v, LN.delta}): sp.IndexedBase("u"),                       # V(l+1)^T delta(l+1)
+    frozenset({LN.Rdelta, LN.w}): sp.IndexedBase("r"),                      # W(l+1)^T R{delta(l+1)}
+    frozenset({LN.w, LN.M}): sp.IndexedBase("P", shape=(_UNITS, _UNITS)),   # W(l+1)^T M(l+1) W(l+1)
+}
+LAYER_ARRAYS = {LL.Ra: sp.IndexedBase("ra")}
+LAYER_INDICES = {j: sp.Symbol("j", integer=True), j2: sp.Symbol("jp", integer=True)}
+
+k_, kp_ = sp.Symbol("k", integer=True), sp.Symbol("k'", integer=True)
+LOSS_ARRAYS = {"a^{(L)}": sp.IndexedBase("a"), "y": sp.IndexedBase("y"), "t": sp.IndexedBase("t")}
+LOSS_INDICES = {k_: sp.Symbol("k", integer=True), kp_: sp.Symbol("kp", integer=True)}
+
+#: The layer equations whose pointwise part the network kernels evaluate, by template name.
+POINTWISE = {"delta_hidden": "delta_hidden", "r_z": "R_z", "r_delta": "R_delta", "m_hidden": "M_hidden"}
+
+
+def lower_layer_expression(expr):
+    """A layer equation's right-hand side as C over the kernel arrays (see the module docstring)."""
+    derivatives = {h1: sp.IndexedBase("d1"), h2: sp.IndexedBase("d2")}
+
+    def walk(e):
+        if isinstance(e, sp.Sum):
+            bases = frozenset(q.base for q in e.atoms(sp.Indexed))
+            if bases not in LAYER_SUMS:
+                raise DerivationError("no kernel array computes the sum %s" % e)
+            free = [q for q in (j, j2) if q in e.free_symbols]
+            return LAYER_SUMS[bases][tuple(free)]
+        if type(e) in derivatives:
+            arg = e.args[0]
+            if not (isinstance(arg, sp.Indexed) and arg.base == LL.a):
+                raise DerivationError("h' or h'' of %s is not a pre-activation of the layer" % arg)
+            return derivatives[type(e)][arg.indices]
+        if isinstance(e, sp.Indexed):
+            if e.base not in LAYER_ARRAYS:
+                raise DerivationError("no kernel array holds %s" % e)
+            return LAYER_ARRAYS[e.base][e.indices]
+        if not e.args:
+            return e
+        return e.func(*[walk(a) for a in e.args])
+
+    return ccode(walk(expr).xreplace(LAYER_INDICES))
+
+
+def lower_loss_expression(expr):
+    """An output-layer expression (derive.loss kernel form) as C over a[k], y[k], y[kp], t[k]."""
+    def rename(e):
+        name = e.base.label.name
+        if name not in LOSS_ARRAYS:
+            raise DerivationError("no kernel array holds %s" % e)
+        return LOSS_ARRAYS[name][e.indices]
+
+    expr = expr.replace(lambda e: isinstance(e, sp.Indexed), rename)
+    return ccode(expr.xreplace(LOSS_INDICES))
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+def _environment():
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True, autoescape=False)
+    env.filters["pyrepr"] = repr
+    return env
+
+
+def _provenance(template, spec, subject):
+    return {"derive_version": __version__, "sympy_version": sp.__version__, "template": template,
+            "spec_hash": hashlib.sha256(spec.encode()).hexdigest(), "subject": subject}
+
+
+def render_activation(activation):
+    """The Cython source of the kernel module of ``activation`` (templates/activation.pyx.j2)."""
+    scalar = derive_scalar(activation)
+    check_finite(scalar)
+    h_temporaries, (h_code,) = c_assignments([scalar.h], "h_")
+    d_temporaries, (d1_code, d2_code) = c_assignments([scalar.kernel_d1, scalar.kernel_d2], "d_")
+    spec = "activation %s\n%s" % (activation.name, sp.srepr(activation.expr))
+    return _environment().get_template("activation.pyx.j2").render(
+        provenance=_provenance("activation.pyx.j2", spec, "activation %s: h(a) = %s"
+                               % (activation.name, _one_line(activation.expression or str(activation.expr)))),
+        name=activation.name, expression=activation.expression or str(activation.expr),
+        c_helpers=C_HELPERS.strip(), h_temporaries=h_temporaries, h=h_code,
+        d_temporaries=d_temporaries, d1=d1_code, d2=d2_code)
+
+
+def _one_line(text):
+    return " ".join(text.split())
+
+
+def render_network():
+    """The Cython source of the network kernels (templates/network.pyx.j2), for every loss."""
+    equations = {eq.key: eq for eq in generic_equations()}
+    pointwise = {}
+    for name, key in POINTWISE.items():
+        eq = equations[key]
+        pointwise[name] = {"label": eq.label, "description": _ascii(eq.description),
+                           "code": lower_layer_expression(eq.rhs)}
+    losses = []
+    for name in LOSSES:
+        output = derive_loss(name)
+        forms = {key: lower_loss_expression(value) for key, value in output.kernel.items()}
+        losses.append({"name": name, "uses": output.uses, "y": forms["y"], "e": forms["e"],
+                       "delta": forms["delta"], "lam": forms["lambda"]})
+    spec = repr(sorted(pointwise.items())) + repr(losses)
+    return _environment().get_template("network.pyx.j2").render(
+        provenance=_provenance("network.pyx.j2", spec, "network kernels for the losses " + ", ".join(LOSSES)),
+        loss_names=list(LOSSES), losses=losses, pointwise=pointwise, c_helpers=C_HELPERS.strip())
+
+
+def _ascii(text):
+    """Descriptions go into C comments of generated files: keep them ASCII."""
+    replacements = {"δ": "delta", "Λ": "Lambda", "⁽ᴸ⁾": "(L)", "⁽ˡ⁾": "(l)", "ᵀ": "^T", "→": "->", "−": "-",
+                    "–": "-", "—": "-", "Σ": "sum", "∂": "d", "′": "'", "≃": "~"}
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    return text.encode("ascii", "replace").decode()
+
+
+# --- generated/ ----------------------------------------------------------------------------------
+
+
+def generated_sources():
+    """{file name: text} of every Cython source committed under generated/."""
+    files = {"network.pyx": render_network()}
+    for name, activation in ACTIVATIONS.items():
+        files[name + ".pyx"] = render_activation(activation)
+    return files
+
+
+def generated_documents():
+    """{file name: text} of every derivation document committed under generated/."""
+    files = {}
+    for name in ACTIVATIONS:
+        derivation = Derivation(name, "sse")
+        files[name + ".tex"] = derivation.latex()
+        files[name + ".md"] = derivation.markdown()
+    return files
+
+
+def write_atomically(path, text):
+    """Write ``text`` to ``path`` through a temporary file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix="." + path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_generated(directory=None):
+    """Regenerate generated/ (sources and documents); returns the paths written."""
+    directory = Path(directory) if directory is not None else resource_dir("generated")
+    files = {**generated_sources(), **generated_documents()}
+    return [write_atomically(directory / name, text) for name, text in sorted(files.items())]

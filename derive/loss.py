@@ -1,0 +1,145 @@
+"""Stage 1b — the output layer: δ⁽ᴸ⁾ and Λ derived from each loss by differentiating E_n(f(a)).
+
+In:  a :class:`~derive.specification.Loss` (its E_n and canonical output function f).
+Out: a :class:`LossDerivation` with labelled equations — y = f(a) (5.75–5.77 give ∂y/∂a), E_n,
+     δ_k = ∂E_n/∂a_k (5.54) and Λ_kk' = ∂²E_n/∂a_k∂a_k' — and the same quantities in the form the
+     kernels evaluate: per output k, in terms of y_k, t_k, the sum of the targets Σ_m t_m and (softmax)
+     the log-sum-exp of a.
+
+E_n is written with the output function inside (y_k = exp(a_k)/Σ_m exp(a_m) for ``ce``) and
+differentiated in indexed form, so the results hold for any targets (``ce`` rows need not sum to one).
+The kernel forms are rewritten for numerical safety: log σ(a) = −softplus(−a), and for softmax every
+exp(a_k)/Σ_m exp(a_m) becomes exp(a_k − lse) with lse = log Σ_m exp(a_m) computed with the max shifted
+out, so no exp overflows.
+"""
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sympy as sp
+
+from .calculus import partial, tidy
+from .equation import Equation
+from .functions import sigmoid
+from .scalar import make_safe
+from .specification import resolve_loss
+
+S_LOSS = "5.2 Network training: output units and error functions"
+
+k, k2, m, p = sp.symbols("k k' m p", integer=True)
+K = sp.Symbol("d_{L}", integer=True, positive=True)
+a = sp.IndexedBase(sp.Symbol("a^{(L)}"))
+y = sp.IndexedBase(sp.Symbol("y"))
+t = sp.IndexedBase(sp.Symbol("t"))
+Lam = sp.IndexedBase(sp.Symbol(r"\Lambda"))
+delta = sp.IndexedBase(sp.Symbol(r"\delta^{(L)}"))
+dy_da = sp.IndexedBase(sp.Symbol(r"\frac{\partial y}{\partial a^{(L)}}"))
+E_n = sp.Symbol("E_n")
+
+#: Names of the per-sample reductions the kernels compute before the per-output expressions.
+LSE = sp.Symbol("lse", real=True)        # log Σ_m exp(a_m), with the maximum shifted out
+TSUM = sp.Symbol("tsum", real=True)      # Σ_m t_m
+
+
+@dataclass(frozen=True)
+class LossDerivation:
+    """The output layer of one loss. ``kernel`` maps 'y', 'e', 'delta', 'lambda' to expressions in the
+    kernel symbols a[k], y[k], y[k'], t[k], ``lse``, ``tsum`` (see :func:`kernel_forms`)."""
+
+    loss: object
+    equations: tuple
+    kernel: dict
+
+    @property
+    def uses(self):
+        """The per-sample reductions the kernel expressions need ('lse', 'tsum')."""
+        symbols = set().union(*(e.free_symbols for e in self.kernel.values()))
+        return tuple(name for name, s in (("lse", LSE), ("tsum", TSUM)) if s in symbols)
+
+
+def _softmax_sum():
+    return sp.Sum(sp.exp(a[p]), (p, 1, K))
+
+
+def _output(loss, index):
+    """y_index = f(a) for the loss's canonical output function."""
+    if loss.output == "identity":
+        return a[index]
+    if loss.output == "logistic":
+        return sigmoid(a[index])
+    return sp.exp(a[index]) / _softmax_sum()
+
+
+def _error(loss):
+    """E_n as a function of the output pre-activations a (y = f(a) substituted), per PRML 5.11/5.21/5.24."""
+    f = _output(loss, m)
+    if loss.name == "sse":
+        term = (f - t[m]) ** 2 / 2
+    elif loss.name == "bce":
+        term = -(t[m] * sp.log(f) + (1 - t[m]) * sp.log(1 - f))
+    else:
+        term = -t[m] * sp.log(f)
+    return sp.Sum(term, (m, 1, K))
+
+
+def _in_terms_of_y(expr, loss):
+    """Name the outputs: f(a_q) → y_q (σ(a_q) → y_q; exp(a_q)/Σ exp → y_q)."""
+    if loss.output == "logistic":
+        expr = expr.replace(lambda e: isinstance(e, sigmoid) and isinstance(e.args[0], sp.Indexed),
+                            lambda e: y[e.args[0].indices])
+    elif loss.output == "softmax":
+        S = sp.Symbol("S", positive=True)
+        expr = sp.expand_power_exp(expr.subs(_softmax_sum(), S))
+        expr = expr.replace(lambda e: isinstance(e, sp.exp) and isinstance(e.args[0], sp.Indexed),
+                            lambda e: y[e.args[0].indices] * S)
+        expr = sp.expand(sp.cancel(expr))
+    elif loss.output == "identity":
+        expr = expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base == a, lambda e: y[e.indices])
+    return tidy(sp.factor_terms(expr))
+
+
+def _output_jacobian(loss):
+    """∂y_k/∂a_k' (5.75–5.77), by differentiating f."""
+    return _in_terms_of_y(partial(_output(loss, k), a[k2]), loss)
+
+
+@lru_cache(maxsize=None)
+def derive_loss(loss):
+    """δ⁽ᴸ⁾ and Λ of ``loss`` (a name or Loss), derived from E_n(f(a)); see the module docstring."""
+    loss = resolve_loss(loss)
+    error = _error(loss)
+    d = sp.simplify(partial(error, a[k]))
+    lam = sp.simplify(partial(d, a[k2]))
+    delta_y, lam_y = _in_terms_of_y(d, loss), _in_terms_of_y(lam, loss)
+    jac_label = {"identity": "5.75", "logistic": "5.76", "softmax": "5.77"}[loss.output]
+    equations = (
+        Equation(loss.label, "error", "the error of sample n: " + loss.description, E_n,
+                 _in_terms_of_y_display(error, loss), S_LOSS, definition=True),
+        Equation(jac_label, "output_jacobian", "derivative of the %s output function" % loss.output,
+                 dy_da[k, k2], _output_jacobian(loss), S_LOSS),
+        Equation("5.54", "delta_output", "output errors δ_k = ∂E_n/∂a_k", delta[k], delta_y, S_LOSS),
+        Equation("5.92L", "Lambda", "Λ = M⁽ᴸ⁾ = ∂²E_n/∂a_k∂a_k'", Lam[k, k2], lam_y, S_LOSS),
+    )
+    return LossDerivation(loss=loss, equations=equations, kernel=kernel_forms(loss, error, delta_y, lam_y))
+
+
+def _in_terms_of_y_display(error, loss):
+    """E_n with the outputs named y_k, as PRML prints it."""
+    f = _output(loss, m)
+    return error.xreplace({f: y[m]}) if loss.output != "identity" else error.xreplace({a[m]: y[m]})
+
+
+def kernel_forms(loss, error, delta_y, lam_y):
+    """The per-output expressions the kernels evaluate, made overflow-free.
+
+    'y': y_k from a_k (and lse); 'e': the k-th term of E_n; 'delta': δ_k; 'lambda': Λ_kk'. Σ_m t_m is
+    named ``tsum`` and log Σ_m exp(a_m) is named ``lse``.
+    """
+    tsum = {sp.Sum(t[q], (q, 1, K)): TSUM for q in (k, m, p)}
+    if loss.output == "softmax":
+        y_k = sp.exp(a[k] - LSE)
+        term = sp.expand(sp.expand_log(error.function, force=True)).subs(sp.log(_softmax_sum()), LSE)
+    else:
+        y_k = make_safe(_output(loss, k))
+        term = make_safe(sp.expand_log(error.function, force=True))
+    term = term.xreplace({a[m]: a[k], t[m]: t[k]})
+    return {"y": y_k, "e": term, "delta": delta_y.xreplace(tsum), "lambda": lam_y.xreplace(tsum)}

@@ -1,0 +1,91 @@
+"""Helpers shared by the specification tests (test_layers, test_loss, test_scalar).
+
+``same_equation`` decides whether a derived right-hand side equals a form typed from the reference sheet
+(PRML §5.3–5.4) although the two may be arranged differently: it substitutes small concrete sizes,
+expands every sum, evaluates Kronecker deltas at concrete indices (every combination of concrete free
+index values, so both j == j' and j != j' occur), uses the symmetry of M and Λ, and compares the
+expanded difference with zero.
+
+Until ``derive/expressions.py`` exists, the tests can run with ``PYTHONPATH=/tmp/stub``.
+"""
+import itertools
+
+import sympy as sp
+
+#: Base names of the quantities that are symmetric by definition (M = ∂²E_n/∂a∂aᵀ, Λ = M⁽ᴸ⁾).
+SYMMETRIC_PREFIXES = ("M^", r"\Lambda")
+
+
+def _is_symmetric_entry(e):
+    return (isinstance(e, sp.Indexed) and len(e.indices) == 2
+            and str(e.base.label).startswith(SYMMETRIC_PREFIXES)
+            and all(ix.is_Integer for ix in e.indices))
+
+
+def symmetrise(expr):
+    """M[a, b] → M[min(a, b), max(a, b)] for concrete a, b (also Λ)."""
+    return expr.replace(_is_symmetric_entry,
+                        lambda e: e.base[min(e.indices), max(e.indices)])
+
+
+def _size_map(exprs, sizes):
+    """{size Symbol: Integer} for every symbol in ``exprs`` named in ``sizes`` (matched by name)."""
+    mapping = {}
+    for expr in exprs:
+        for s in expr.free_symbols:
+            if isinstance(s, sp.Symbol) and s.name in sizes:
+                mapping[s] = sp.Integer(sizes[s.name])
+    return mapping
+
+
+def _unknown_sizes(expr, sizes):
+    return {s for s in expr.free_symbols if isinstance(s, sp.Symbol) and s.name.startswith("d_{")
+            and s.name not in sizes}
+
+
+def equation_mismatch(derived, printed, sizes, free=None):
+    """None when ``derived`` equals ``printed``, else a description of the first difference found.
+
+    sizes: {size-symbol name ("d_{l}", "W", ...): int} — use different values per layer.
+    free:  {free index Symbol: size name or int} — the range 1..n of every free index of the equation;
+           all combinations of concrete values are checked.
+    """
+    free = dict(free or {})
+    derived, printed = sp.sympify(derived), sp.sympify(printed)
+    for name, expr in (("derived", derived), ("printed", printed)):
+        unknown = _unknown_sizes(expr, sizes)
+        if unknown:
+            return "%s form has sizes without a concrete value: %s" % (name, unknown)
+    size_subs = _size_map((derived, printed), sizes)
+    derived_s, printed_s = derived.xreplace(size_subs), printed.xreplace(size_subs)
+
+    # every free integer symbol (an index) must be given a range; an unexpected one is a mismatch
+    indices = {s for e in (derived_s, printed_s) for s in e.free_symbols
+               if isinstance(s, sp.Symbol) and s.is_integer}
+    missing = indices - set(free)
+    if missing:
+        return "free indices without a range (derived %s, printed %s): %s" % (
+            derived_s.free_symbols, printed_s.free_symbols, missing)
+
+    ranges = []
+    for index, n in free.items():
+        n = sizes[n] if isinstance(n, str) else n
+        ranges.append([(index, sp.Integer(v)) for v in range(1, n + 1)])
+    for combination in itertools.product(*ranges):
+        values = dict(combination)
+        lhs = symmetrise(derived_s.subs(values, simultaneous=True).doit())
+        rhs = symmetrise(printed_s.subs(values, simultaneous=True).doit())
+        difference = sp.expand(lhs - rhs)
+        if difference != 0:
+            return "at %s: derived - printed = %s" % (values, difference)
+    return None
+
+
+def same_equation(derived, printed, sizes, free=None):
+    """True when the two forms agree at every combination of concrete free index values."""
+    return equation_mismatch(derived, printed, sizes, free) is None
+
+
+def assert_same_equation(derived, printed, sizes, free=None):
+    mismatch = equation_mismatch(derived, printed, sizes, free)
+    assert mismatch is None, "derived %s\n printed %s\n %s" % (derived, printed, mismatch)

@@ -1,0 +1,242 @@
+"""Specification tests of the output layer (derive.loss): δ⁽ᴸ⁾, Λ and ∂y/∂a of each loss against the
+reference table (PRML 5.54, 5.75–5.77 and the Λ column), and a numerical check of the kernel forms
+against finite differences of independently written error functions.
+"""
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+
+from conftest import equation_mismatch
+from derive.loss import derive_loss
+
+K_SYMBOLIC = "d_{L}"
+SIZES = {K_SYMBOLIC: 3}
+
+k, k2 = sp.symbols("k k'", integer=True)
+m = sp.Symbol("mu", integer=True)  # a summation index of the printed forms
+K = sp.Symbol(K_SYMBOLIC, integer=True, positive=True)
+a = sp.IndexedBase(sp.Symbol("a^{(L)}"))
+y = sp.IndexedBase(sp.Symbol("y"))
+t = sp.IndexedBase(sp.Symbol("t"))
+I = sp.KroneckerDelta
+tsum = sp.Sum(t[m], (m, 1, K))
+FREE = {k: K_SYMBOLIC, k2: K_SYMBOLIC}
+
+# loss → {key: (label, printed rhs)}, typed from the reference sheet
+PRINTED = {
+    "sse": {"output_jacobian": ("5.75", I(k, k2)),
+            "delta_output": ("5.54", y[k] - t[k]),
+            "Lambda": ("5.92L", I(k, k2))},
+    # 5.76: ∂y_k/∂a_l = I_kl σ'(a_l), σ' = y(1 − y)
+    "bce": {"output_jacobian": ("5.76", I(k, k2) * y[k2] * (1 - y[k2])),
+            "delta_output": ("5.54", y[k] - t[k]),
+            "Lambda": ("5.92L", I(k, k2) * y[k] * (1 - y[k]))},
+    "ce": {"output_jacobian": ("5.77", I(k, k2) * y[k] - y[k] * y[k2]),
+           "delta_output": ("5.54", y[k] * tsum - t[k]),
+           "Lambda": ("5.92L", tsum * (I(k, k2) * y[k] - y[k] * y[k2]))},
+}
+
+LOSSES = sorted(PRINTED)
+
+
+def equation(loss, key):
+    matches = [e for e in derive_loss(loss).equations if e.key == key]
+    assert len(matches) == 1
+    return matches[0]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("key", ["output_jacobian", "delta_output", "Lambda"])
+def test_output_layer_equation(loss, key):
+    label, printed = PRINTED[loss][key]
+    eq = equation(loss, key)
+    assert eq.label == label
+    assert not eq.definition
+    mismatch = equation_mismatch(eq.rhs, printed, SIZES, FREE)
+    assert mismatch is None, "%s %s: derived %s, printed %s: %s" % (loss, key, eq.rhs, printed, mismatch)
+
+
+def test_error_labels():
+    assert {name: equation(name, "error").label for name in LOSSES} == {"sse": "5.11", "bce": "5.21", "ce": "5.24"}
+
+
+def test_every_output_equation_is_tested():
+    for loss in LOSSES:
+        derived = {e.key for e in derive_loss(loss).equations if not e.definition}
+        assert derived == set(PRINTED[loss])
+
+
+# --- numerical check of the kernel forms --------------------------------------------------------
+
+NK = 4
+LSE = sp.Symbol("lse", real=True)
+TSUM = sp.Symbol("tsum", real=True)
+
+
+def np_sigmoid(x):
+    x = np.asarray(x, dtype=float)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def np_softplus(x):
+    x = np.asarray(x, dtype=float)
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def np_logsumexp(v):
+    mx = np.max(v)
+    return mx + np.log(np.sum(np.exp(v - mx)))
+
+
+MODULES = [{"sigmoid": np_sigmoid, "softplus": np_softplus}, "numpy"]
+
+
+def _flatten(expr):
+    """Indexed a[1], y[2], t[3] → plain symbols, so that lambdify takes arrays of them."""
+    mapping = {e: sp.Symbol("%s_%d" % ({"a^{(L)}": "a", "y": "y", "t": "t"}[str(e.base.label)], int(e.indices[0])))
+               for e in expr.atoms(sp.Indexed)}
+    return expr.xreplace(mapping)
+
+
+def _argument_symbols():
+    return ([sp.Symbol("a_%d" % n) for n in range(1, NK + 1)], [sp.Symbol("y_%d" % n) for n in range(1, NK + 1)],
+            [sp.Symbol("t_%d" % n) for n in range(1, NK + 1)])
+
+
+def _compile(expr, indices):
+    """A float64 function f(a, y, t, lse, tsum) of the kernel expression at concrete k (and k')."""
+    expr = _flatten(expr.subs(indices, simultaneous=True))
+    sa, sy, st = _argument_symbols()
+    f = sp.lambdify([sa, sy, st, LSE, TSUM], expr, modules=MODULES)
+    return lambda av, yv, tv, lse, ts: float(f(list(av), list(yv), list(tv), lse, ts))
+
+
+def evaluate_kernel(loss, av, tv):
+    """E_n, δ, Λ evaluated from LossDerivation.kernel in float64, as a kernel would."""
+    kernel = derive_loss(loss).kernel
+    assert set(kernel) == {"y", "e", "delta", "lambda"}
+    lse, ts = np_logsumexp(av), float(np.sum(tv))
+    zeros = np.zeros(NK)
+    yv = np.array([_compile(kernel["y"], {k: n})(av, zeros, tv, lse, ts) for n in range(1, NK + 1)])
+    e = sum(_compile(kernel["e"], {k: n})(av, yv, tv, lse, ts) for n in range(1, NK + 1))
+    delta = np.array([_compile(kernel["delta"], {k: n})(av, yv, tv, lse, ts) for n in range(1, NK + 1)])
+    lam = np.array([[_compile(kernel["lambda"], {k: n, k2: n2})(av, yv, tv, lse, ts) for n2 in range(1, NK + 1)]
+                    for n in range(1, NK + 1)])
+    return yv, e, delta, lam
+
+
+def reference_error(loss, av, tv):
+    """E_n(a) written independently of the engine (PRML 5.11, 5.21, 5.24), in mpmath."""
+    av = [mpmath.mpf(x) for x in av]
+    tv = [mpmath.mpf(x) for x in tv]
+    if loss == "sse":
+        return sum((x - tt) ** 2 for x, tt in zip(av, tv)) / 2
+    if loss == "bce":
+        total = 0
+        for x, tt in zip(av, tv):
+            log_y = -mpmath.log1p(mpmath.exp(-x))       # log σ(x), exact for any x in mpmath
+            log_1my = -mpmath.log1p(mpmath.exp(x))      # log(1 − σ(x)) = log σ(−x)
+            total -= (tt * log_y if tt else 0) + ((1 - tt) * log_1my if tt != 1 else 0)
+        return total
+    norm = mpmath.log(sum(mpmath.exp(x) for x in av))
+    return -sum(tt * (x - norm) for x, tt in zip(av, tv))
+
+
+def reference_error_numpy(loss, av, tv):
+    """The same E_n in float64 numpy (moderate |a| only)."""
+    av, tv = np.asarray(av, float), np.asarray(tv, float)
+    if loss == "sse":
+        return 0.5 * np.sum((av - tv) ** 2)
+    if loss == "bce":
+        yk = 1 / (1 + np.exp(-av))
+        return -np.sum(np.where(tv > 0, tv * np.log(yk), 0) + np.where(tv < 1, (1 - tv) * np.log(1 - yk), 0))
+    yk = np.exp(av) / np.sum(np.exp(av))
+    return -np.sum(tv * np.log(yk))
+
+
+def finite_differences(loss, av, tv, eps=mpmath.mpf("1e-12")):
+    """δ and Λ by central differences of the reference E_n, at 40 digits."""
+    with mpmath.workdps(40):
+        base = [mpmath.mpf(float(x)) for x in av]
+
+        def f(shift):
+            return reference_error(loss, [b + s for b, s in zip(base, shift)], tv)
+
+        def unit(n, scale):
+            v = [mpmath.mpf(0)] * NK
+            v[n] = scale
+            return v
+
+        def add(u, v):
+            return [x + z for x, z in zip(u, v)]
+
+        grad = [(f(unit(n, eps)) - f(unit(n, -eps))) / (2 * eps) for n in range(NK)]
+        hess = [[(f(add(unit(n, eps), unit(n2, eps))) - f(add(unit(n, eps), unit(n2, -eps)))
+                  - f(add(unit(n, -eps), unit(n2, eps))) + f(add(unit(n, -eps), unit(n2, -eps)))) / (4 * eps ** 2)
+                 for n2 in range(NK)] for n in range(NK)]
+        return float(f([0] * NK)), np.array(grad, dtype=float), np.array(hess, dtype=float)
+
+
+def targets(loss, rng):
+    if loss == "sse":
+        return [rng.normal(size=NK) * 2]
+    if loss == "bce":
+        return [np.array([0.0, 1.0, 0.3, 1.0]), np.array([1.0, 0.0, 0.0, 0.75]), rng.uniform(0, 1, size=NK)]
+    # ce: one-hot, a distribution, and rows that do not sum to one
+    return [np.array([0.0, 0.0, 1.0, 0.0]), rng.dirichlet(np.ones(NK)), np.array([0.5, 2.0, 0.0, 1.25]),
+            rng.uniform(0, 1, size=NK) * 0.3]
+
+
+def closed_forms(loss, av, tv):
+    """y, δ, Λ of the reference table, computed stably in numpy (independently of the engine)."""
+    av, tv = np.asarray(av, float), np.asarray(tv, float)
+    if loss == "sse":
+        return av, av - tv, np.eye(NK)
+    if loss == "bce":
+        yv = np_sigmoid(av)
+        return yv, yv - tv, np.diag(yv * (1 - yv))
+    yv = np.exp(av - np_logsumexp(av))
+    ts = np.sum(tv)
+    return yv, yv * ts - tv, ts * (np.diag(yv) - np.outer(yv, yv))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_kernel_matches_finite_differences(loss):
+    rng = np.random.default_rng(12345)
+    for tv in targets(loss, rng):
+        for av in (rng.uniform(-5, 5, size=NK), np.array([-5.0, 5.0, 0.0, 2.5]), rng.normal(size=NK)):
+            yv, e, delta, lam = evaluate_kernel(loss, av, tv)
+            e_ref, grad, hess = finite_differences(loss, av, tv)
+            np.testing.assert_allclose(e, e_ref, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(e, reference_error_numpy(loss, av, tv), rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(delta, grad, rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(lam, hess, rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(yv, closed_forms(loss, av, tv)[0], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_kernel_finite_for_large_preactivations(loss):
+    rng = np.random.default_rng(7)
+    rows = [np.array([1e3, -1e3, 1e3, -1e3]), np.array([-1e3, -1e3, -1e3, -1e3]),
+            np.array([1e3, 999.0, -1e3, 0.0])]
+    for tv in targets(loss, rng):
+        for av in rows:
+            yv, e, delta, lam = evaluate_kernel(loss, av, tv)
+            assert np.isfinite(e) and np.all(np.isfinite(yv)) and np.all(np.isfinite(delta))
+            assert np.all(np.isfinite(lam))
+            y_ref, delta_ref, lam_ref = closed_forms(loss, av, tv)
+            np.testing.assert_allclose(yv, y_ref, rtol=1e-12, atol=1e-300)
+            np.testing.assert_allclose(delta, delta_ref, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(lam, lam_ref, rtol=1e-12, atol=1e-300)
+            # E_n itself against the 50-digit reference (finite and correct, not only finite)
+            with mpmath.workdps(50):
+                e_ref = float(reference_error(loss, av, tv))
+            np.testing.assert_allclose(e, e_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_kernel_uses_the_reductions_it_needs():
+    assert set(derive_loss("ce").uses) == {"lse", "tsum"}
+    assert derive_loss("sse").uses == ()
+    assert derive_loss("bce").uses == ()

@@ -11,8 +11,8 @@ moved into place with :func:`os.replace`, so the final path holds either nothing
 module. An inter-process lock per module name (``fcntl.flock`` on ``<name>.lock``) makes processes
 and threads that build the same source at once wait for one another: one compiles, all load the same
 file. Set ``DERIVE_DEBUG_BUILD=1`` for unoptimised builds with debug symbols and Cython's bounds,
-wraparound and initialisation checks forced on the command line (a directive in the ``.pyx``
-header comment still wins over it).
+wraparound and initialisation checks on (:mod:`derive.directives`; the generated ``.pyx`` files set no
+such directive themselves, so the command line decides).
 """
 
 import contextlib
@@ -34,9 +34,8 @@ import time
 import Cython
 import numpy
 
+from derive.directives import debug_build, directives
 from derive.errors import BuildError, SpecificationError
-
-_DEBUG_DIRECTIVES = ["-X", "boundscheck=True", "-X", "wraparound=True", "-X", "initializedcheck=True"]
 
 _load_lock = threading.Lock()
 
@@ -57,7 +56,7 @@ def cache_dir():
 
 def compiler_flags():
     """Return the flags passed to the C compiler: ``-O3`` normally, ``-O0 -g`` if ``DERIVE_DEBUG_BUILD=1``."""
-    optimisation = ["-O0", "-g"] if _debug() else ["-O3", "-DNDEBUG"]
+    optimisation = ["-O0", "-g"] if debug_build() else ["-O3", "-DNDEBUG"]
     position_independent = shlex.split(sysconfig.get_config_var("CCSHARED") or "-fPIC")
     return [*optimisation, "-fwrapv", "-fno-strict-aliasing", *position_independent]
 
@@ -145,11 +144,6 @@ def build_and_load(source, stem, *, directory=None, progress=None):
     return load_extension(build_extension(source, stem, directory=directory, progress=progress))
 
 
-def _debug():
-    """Whether ``DERIVE_DEBUG_BUILD=1`` asks for debug builds."""
-    return os.environ.get("DERIVE_DEBUG_BUILD") == "1"
-
-
 def _derive_version():
     """Return ``derive.__version__``, or ``"0"`` while derive has none."""
     try:
@@ -160,8 +154,8 @@ def _derive_version():
 
 
 def _cython_options():
-    """Return the extra options of the Cython step: the debug directives, or none."""
-    return list(_DEBUG_DIRECTIVES) if _debug() else []
+    """Return the directives of the Cython step (derive.directives: release, or debug with checks on)."""
+    return [option for name, value in sorted(directives().items()) for option in ("-X", f"{name}={value}")]
 
 
 def _compiler():

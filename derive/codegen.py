@@ -196,3 +196,8 @@ def write_generated(directory=None):
     directory = Path(directory) if directory is not None else resource_dir("generated")
     files = {**generated_sources(), **generated_documents()}
     return [write_atomically(directory / name, text) for name, text in sorted(files.items())]
+
+
+if __name__ == "__main__":
+    for written in write_generated():
+        print(written)

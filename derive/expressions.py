@@ -19,8 +19,9 @@ The language is a small part of Python expression syntax:
 The text is never evaluated: :func:`ast.parse` turns it into a syntax tree and a translator
 that knows an explicit whitelist of node types builds the SymPy objects itself. Anything else
 is refused with an :class:`~derive.errors.ExpressionError` that quotes the text and names the
-offending part. Limits on the length, the nesting and the size of numbers keep SymPy from
-spending unbounded time or memory on hostile input.
+offending part. Every constant part must be a finite real number within the range of a double.
+Limits on the length, the nesting, literals, exponents and the size of exact numbers keep SymPy
+from spending unbounded time or memory while it builds the expression from hostile input.
 """
 
 import ast
@@ -28,7 +29,8 @@ import keyword
 import operator
 import sys
 import warnings
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import sympy
 
@@ -57,6 +59,7 @@ MAX_IDENTIFIER_LENGTH = 64
 
 _DOUBLE_MAX = sys.float_info.max
 _EVALF_DIGITS = 15
+_MAX_EXACT_DECIMAL_DIGITS = 15  # a float literal with at most this many digits becomes a Rational
 _QUOTE_LIMIT = 80
 _PART_QUOTE_LIMIT = 40
 
@@ -69,7 +72,8 @@ class _Function(NamedTuple):
 
     build: Callable
     min_arguments: int
-    max_arguments: Optional[int]  # None: no upper limit
+    max_arguments: int | None  # None: no upper limit
+    may_call_exp: bool = False  # it may apply exp to its argument, so exp's guard applies
 
 
 _PIECEWISE = "Piecewise"  # translated on its own: its arguments are (expression, condition) pairs
@@ -77,11 +81,15 @@ _PIECEWISE = "Piecewise"  # translated on its own: its arguments are (expression
 _FUNCTIONS = {
     name: _Function(getattr(sympy, name), 1, 1)
     for name in (
-        "exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh", "atan", "asinh",
+        "log", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh", "atan", "asinh",
         "erf", "Abs", "sign", "Heaviside",
     )
 }
-_FUNCTIONS.update(Max=_Function(sympy.Max, 2, None), Min=_Function(sympy.Min, 2, None))
+_FUNCTIONS.update(
+    exp=_Function(sympy.exp, 1, 1, may_call_exp=True),
+    Max=_Function(sympy.Max, 2, None),
+    Min=_Function(sympy.Min, 2, None),
+)
 
 _ARITHMETIC = {
     ast.Add: operator.add,
@@ -135,9 +143,9 @@ _NODE_KINDS = {
     ast.Tuple: ("tuple", "; only Piecewise takes (expression, condition) pairs"),
     ast.Subscript: ("subscript", ""),
     ast.Starred: ("'*' unpacking", ""),
-    ast.Await: ("'await'", ""),
-    ast.Yield: ("'yield'", ""),
-    ast.YieldFrom: ("'yield from'", ""),
+    ast.Await: ("await", ""),
+    ast.Yield: ("yield", ""),
+    ast.YieldFrom: ("yield from", ""),
 }
 
 
@@ -151,7 +159,8 @@ def parse_expression(text, functions=None):
     functions : mapping of str to callable, optional
         Extra one-argument functions, ``name -> f(sympy.Expr) -> sympy.Expr``, allowed in
         addition to the built-in ones (for example ``{"sigmoid": ...}``). A name must pass
-        :func:`check_identifier` and must not be a built-in name of the language.
+        :func:`check_identifier` and cannot be ``a``, ``pi``, ``E`` or ``Piecewise``; a name that
+        is already a function of the language (such as ``tanh``) keeps its built-in meaning.
 
     Returns
     -------
@@ -174,7 +183,7 @@ def parse_expression(text, functions=None):
     except (RecursionError, MemoryError) as error:
         raise _error(text, f"it is too complex to translate ({type(error).__name__})") from error
     if non_finite:
-        raise _error(text, f"it is not finite: SymPy's expression for it contains "
+        raise _error(text, "it is not finite: SymPy's expression for it contains "
                            f"{', '.join(non_finite)}")
     return expression
 
@@ -218,16 +227,20 @@ def _identifier_problem(name):
 
 
 def _function_table(functions):
-    """Return the built-in functions plus the caller's extra one-argument `functions`."""
+    """Return the built-in functions plus the caller's extra one-argument `functions`.
+
+    A built-in function keeps its meaning when `functions` has an entry of the same name. Nothing
+    is known about what an extra function computes, so it is guarded like exp.
+    """
     table = dict(_FUNCTIONS)
     for name, build in (functions or {}).items():
         check_identifier(name, "function name")
-        if name in table or name in _CONSTANTS or name == _PIECEWISE:
-            raise ExpressionError(f"function name {name!r} is already a name of the expression "
-                                  f"language")
+        if name in _CONSTANTS or name == _PIECEWISE:
+            raise ExpressionError(f"{name!r} cannot be a function name: the expression language "
+                                  "uses it")
         if not callable(build):
             raise TypeError(f"function {name!r} must be callable, not {type(build).__name__}")
-        table[name] = _Function(build, 1, 1)
+        table.setdefault(name, _Function(build, 1, 1, may_call_exp=True))
     return table
 
 
@@ -255,9 +268,11 @@ def _parse(text):
             tree = ast.parse(source, mode="eval")
     except SyntaxError as error:
         raise _error(text, _describe_syntax_error(error, source)) from error
-    except (RecursionError, MemoryError, ValueError, OverflowError) as error:
-        raise _error(text, f"Python cannot parse it: it is nested too deeply or too large "
-                           f"({type(error).__name__})") from error
+    except (RecursionError, MemoryError) as error:
+        problem = f"it is nested too deeply for Python's parser ({type(error).__name__})"
+        raise _error(text, problem) from error
+    except (ValueError, OverflowError) as error:  # e.g. a lone surrogate character
+        raise _error(text, f"Python cannot parse it: {_shorten(str(error))}") from error
     return _ParsedText(tree.body, source)
 
 
@@ -330,7 +345,7 @@ class _Translator:
         """Translate a float literal: exactly if it is a short decimal, else as a Float."""
         literal = ast.get_source_segment(self.source, node).replace("_", "")
         significant_digits = literal.replace(".", "").lstrip("0")
-        if "e" not in literal.lower() and len(significant_digits) <= _EVALF_DIGITS:
+        if "e" not in literal.lower() and len(significant_digits) <= _MAX_EXACT_DECIMAL_DIGITS:
             return sympy.Rational(literal)
         return self._checked(node, sympy.Float(node.value))
 
@@ -344,7 +359,7 @@ class _Translator:
         if name in self.functions:
             raise self._fail(f"function {name!r} must be called, as in '{name}(a)'")
         raise self._fail(f"unknown name {name!r}; the variable is 'a' and the constants are "
-                         f"'pi' and 'E'")
+                         "'pi' and 'E'")
 
     def _unary(self, node, depth):
         """Translate unary minus and plus."""
@@ -374,7 +389,7 @@ class _Translator:
         if not isinstance(node.func, ast.Name):
             self.expression(node.func, depth + 1)  # raises the specific error for hostile syntax
             raise self._fail(f"calling {self._part(node.func)} is not allowed; only named "
-                             f"functions can be called")
+                             "functions can be called")
         name = node.func.id
         if node.keywords:
             raise self._fail(f"keyword argument {self._part(node.keywords[0])} in "
@@ -387,7 +402,7 @@ class _Translator:
                              f"{', '.join(sorted([*self.functions, _PIECEWISE]))}")
         self._check_arity(node, name, function)
         arguments = [self.expression(argument, depth + 1) for argument in node.args]
-        if function.build is sympy.exp:
+        if function.may_call_exp:
             self._check_exp(node, arguments[0])
         return self._checked(node, self._construct(node, function.build, *arguments))
 
@@ -410,7 +425,7 @@ class _Translator:
         pieces = []
         for argument in node.args:
             if not (isinstance(argument, ast.Tuple) and len(argument.elts) == 2):
-                raise self._fail(f"Piecewise takes (expression, condition) pairs, not "
+                raise self._fail("Piecewise takes (expression, condition) pairs, not "
                                  f"{self._part(argument)}")
             value, condition = argument.elts
             pieces.append((self.expression(value, depth + 2), self.condition(condition, depth + 2)))
@@ -431,8 +446,8 @@ class _Translator:
             return self._construct(node, _CONNECTIVES[type(node.op)], left, right)
         self.expression(node, depth)  # raises the specific error for syntax outside the language
         raise self._fail(f"{self._part(node)} is not a condition; a Piecewise condition is a "
-                         f"comparison such as 'a < 0', comparisons combined with '&' and '|', "
-                         f"or True")
+                         "comparison such as 'a < 0', comparisons combined with '&' and '|', "
+                         "or True")
 
     def _comparison(self, node, depth):
         """Translate a comparison; a chain ``x < y < z`` means ``(x < y) & (y < z)``."""
@@ -460,8 +475,12 @@ class _Translator:
 
         A constant exponent must be at most MAX_EXPONENT in absolute value, and raising the exact
         numbers in `base` to it must not give numbers of more than MAX_NUMBER_BITS bits (SymPy
-        distributes a power over a product, so ``(2*a)**100`` computes ``2**100``).
+        distributes a power over a product, so ``(2*a)**100`` computes ``2**100``). SymPy turns
+        ``E**x`` and ``exp(y)**x`` into ``exp(y*x)``, so these are checked like exp.
         """
+        root, power = base.as_base_exp()
+        if root == sympy.E:
+            self._check_exp(node, sympy.Mul(power, exponent, evaluate=False))
         if exponent.free_symbols:
             return
         self._check_power_size(node, base, abs(exponent.evalf(_EVALF_DIGITS)))
@@ -510,8 +529,8 @@ class _Translator:
                              f"{MAX_NUMBER_BITS} bits")
         number = self._construct(node, value.evalf, _EVALF_DIGITS)
         if not (number.is_Number and number.is_finite):
-            raise self._fail(f"{self._part(node)} is not a finite real number (SymPy gives "
-                             f"{_shorten(str(number))})")
+            raise self._fail(f"{self._part(node)} does not evaluate to a finite real number "
+                             f"(SymPy gives {_shorten(str(number))})")
         if abs(number) > _DOUBLE_MAX:
             raise self._fail(f"{self._part(node)} is too large for a double (about "
                              f"{_shorten(str(number.evalf(4)))})")
@@ -534,7 +553,7 @@ class _Translator:
             return self._operator_not_allowed(node.op)
         if isinstance(node, ast.Compare):
             return self._fail(f"comparison {self._part(node)} is only allowed as a Piecewise "
-                              f"condition")
+                              "condition")
         kind, hint = _NODE_KINDS.get(type(node), (type(node).__name__, ""))
         return self._fail(f"{kind} {self._part(node)} is not allowed{hint}")
 

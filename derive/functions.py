@@ -60,6 +60,11 @@ class softplus(sp.Function):
     def _eval_rewrite_as_exp(self, x, **kwargs):
         return sp.log(1 + sp.exp(x))
 
+    def _eval_evalf(self, prec):
+        if self.args[0].is_number:
+            return self.rewrite(sp.exp)._eval_evalf(prec)
+        return None
+
     def _eval_is_real(self):
         return self.args[0].is_real
 

@@ -95,7 +95,8 @@ def make_safe(expr):
     """Rewrite ``expr`` so that evaluating it cannot overflow where its value is finite.
 
     log(1 + exp(x)) → softplus(x); 1/(1 + exp(-x)), exp(x)/(1 + exp(x)) → sigmoid(x);
-    log(sigmoid(x)) → -softplus(-x); log(1 - sigmoid(x)) → -softplus(x).
+    log(sigmoid(x)) → -softplus(-x); log(1 - sigmoid(x)) → -softplus(x); and, against cancellation
+    in the tails, 1 - sigmoid(x) → sigmoid(-x).
     """
     w = sp.Wild("w")
     rules = [
@@ -105,6 +106,8 @@ def make_safe(expr):
         (sp.exp(w) / (1 + sp.exp(w)), sigmoid(w)),
         (sp.log(sigmoid(w)), -softplus(-w)),
         (sp.log(1 - sigmoid(w)), -softplus(w)),
+        (1 - sigmoid(w), sigmoid(-w)),
+        (sigmoid(w) - 1, -sigmoid(-w)),
     ]
     previous = None
     while previous != expr:

@@ -113,17 +113,31 @@ def _compile(expr, indices):
     return lambda av, yv, tv, lse, ts: float(f(list(av), list(yv), list(tv), lse, ts))
 
 
-def evaluate_kernel(loss, av, tv):
+_COMPILED = {}
+
+
+def compiled_kernel(kernel):
+    """The kernel expressions compiled at every concrete k (and k'), cached per kernel dict."""
+    key = id(kernel)
+    if key not in _COMPILED:
+        assert set(kernel) == {"y", "e", "delta", "lambda"}
+        units = range(1, NK + 1)
+        _COMPILED[key] = (kernel, {
+            "y": [_compile(kernel["y"], {k: n}) for n in units],
+            "e": [_compile(kernel["e"], {k: n}) for n in units],
+            "delta": [_compile(kernel["delta"], {k: n}) for n in units],
+            "lambda": [[_compile(kernel["lambda"], {k: n, k2: n2}) for n2 in units] for n in units]})
+    return _COMPILED[key][1]
+
+
+def evaluate_kernel(loss, av, tv, kernel=None):
     """E_n, δ, Λ evaluated from LossDerivation.kernel in float64, as a kernel would."""
-    kernel = derive_loss(loss).kernel
-    assert set(kernel) == {"y", "e", "delta", "lambda"}
+    f = compiled_kernel(derive_loss(loss).kernel if kernel is None else kernel)
     lse, ts = np_logsumexp(av), float(np.sum(tv))
-    zeros = np.zeros(NK)
-    yv = np.array([_compile(kernel["y"], {k: n})(av, zeros, tv, lse, ts) for n in range(1, NK + 1)])
-    e = sum(_compile(kernel["e"], {k: n})(av, yv, tv, lse, ts) for n in range(1, NK + 1))
-    delta = np.array([_compile(kernel["delta"], {k: n})(av, yv, tv, lse, ts) for n in range(1, NK + 1)])
-    lam = np.array([[_compile(kernel["lambda"], {k: n, k2: n2})(av, yv, tv, lse, ts) for n2 in range(1, NK + 1)]
-                    for n in range(1, NK + 1)])
+    yv = np.array([fy(av, np.zeros(NK), tv, lse, ts) for fy in f["y"]])
+    e = sum(fe(av, yv, tv, lse, ts) for fe in f["e"])
+    delta = np.array([fd(av, yv, tv, lse, ts) for fd in f["delta"]])
+    lam = np.array([[fl(av, yv, tv, lse, ts) for fl in row] for row in f["lambda"]])
     return yv, e, delta, lam
 
 
@@ -240,3 +254,13 @@ def test_kernel_uses_the_reductions_it_needs():
     assert set(derive_loss("ce").uses) == {"lse", "tsum"}
     assert derive_loss("sse").uses == ()
     assert derive_loss("bce").uses == ()
+
+
+def test_numerical_check_can_fail():
+    """A kernel with a wrong Λ (ce with Σt dropped) is caught by the finite-difference comparison."""
+    kernel = dict(derive_loss("ce").kernel)
+    kernel["lambda"] = kernel["lambda"].subs(TSUM, 1)
+    av, tv = np.array([0.3, -1.2, 2.0, 0.1]), np.array([0.5, 2.0, 0.0, 1.25])
+    _, _, _, lam = evaluate_kernel("ce", av, tv, kernel=kernel)
+    _, _, hess = finite_differences("ce", av, tv)
+    assert not np.allclose(lam, hess, rtol=1e-6, atol=1e-9)

@@ -1,0 +1,198 @@
+"""Stage 7 — the public API: a multilayer perceptron whose derivatives come from compiled kernels.
+
+In:  layer sizes, activation(s) and a loss; then parameters w, inputs X, targets T (NumPy arrays).
+Out: error, gradient, exact Hessian and Hessian-vector products, computed by the network kernels
+     (``derive.generated.network``) with the activation kernels loaded by :mod:`derive.kernels`.
+
+Conventions: w is one flat float64 vector holding, for l = 1..L, W⁽ˡ⁾ (d_l × d_{l−1}, row-major) then
+b⁽ˡ⁾; X is (N, d_0) and T is (N, d_L); E = Σ_n E_n is a sum over samples, not a mean; the outputs use the
+loss's canonical link (sse: identity, bce: logistic, ce: softmax).
+
+Argument rules, checked before any native code runs: arrays of real numbers (any integer or floating
+dtype) are converted to C-contiguous float64; complex, boolean, object and string arrays are refused with
+TypeError; wrong shapes, empty batches and NaN or infinite values are refused with ValueError naming the
+argument.
+"""
+import operator
+
+import numpy as np
+
+from .errors import DeriveError, SpecificationError
+from .kernels import load, load_network
+from .specification import LOSSES, resolve_activation, resolve_loss
+
+
+class MLP:
+    """A fully connected feed-forward network ``sizes = [d0, d1, ..., dL]`` (any depth L ≥ 1).
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Units per layer, inputs first.
+    activation : str, Activation, or list of them
+        The hidden units' activation h: a built-in name (``derive.ACTIVATIONS``), an expression in
+        ``a`` such as ``"a*tanh(log(1 + exp(a)))"``, an :class:`~derive.Activation`, or a list with one
+        per hidden layer. A new expression is compiled on first use and cached.
+    loss : {"sse", "bce", "ce"}
+        Sum-of-squares with linear outputs, binary cross-entropy with logistic outputs, or
+        cross-entropy with softmax outputs.
+    """
+
+    def __init__(self, sizes, activation="tanh", loss="sse"):
+        self.sizes = _check_sizes(sizes)
+        self.L = len(self.sizes) - 1
+        self.activations = _check_activations(activation, self.L)
+        self.loss = resolve_loss(loss)
+        self.kernels = tuple(load(a) for a in self.activations)
+        self._plan = load_network().Plan(list(self.sizes), [m.capsule() for m in self.kernels],
+                                         list(LOSSES).index(self.loss.name))
+        self.n_params = self._plan.n_params
+
+    def __repr__(self):
+        names = ", ".join(a.name for a in self.activations) or "none"
+        return "MLP(sizes=%s, activation=[%s], loss=%r, n_params=%d)" % (
+            list(self.sizes), names, self.loss.name, self.n_params)
+
+    # --- parameters ----------------------------------------------------------------------------
+
+    def init(self, seed=0):
+        """Random parameters: W⁽ˡ⁾ ~ N(0, 1/d_{l−1}) (LeCun), b⁽ˡ⁾ = 0; float64 vector of length W."""
+        rng = np.random.default_rng(seed)
+        parts = []
+        for d_in, d_out in zip(self.sizes, self.sizes[1:]):
+            parts.append(rng.normal(0.0, 1.0 / np.sqrt(d_in), size=d_in * d_out))
+            parts.append(np.zeros(d_out))
+        return np.concatenate(parts)
+
+    def unflatten(self, w):
+        """[(W⁽ˡ⁾ (d_l, d_{l−1}), b⁽ˡ⁾ (d_l,)) for l = 1..L], views into ``w``."""
+        w = self._params(w)
+        layers, offset = [], 0
+        for d_in, d_out in zip(self.sizes, self.sizes[1:]):
+            W = w[offset:offset + d_in * d_out].reshape(d_out, d_in)
+            offset += d_in * d_out
+            layers.append((W, w[offset:offset + d_out]))
+            offset += d_out
+        return layers
+
+    # --- kernels -------------------------------------------------------------------------------
+
+    def forward(self, w, X):
+        """Network outputs y, (N, d_L)."""
+        w, X = self._params(w), self._inputs(X)
+        return self._plan.forward(w, X)
+
+    def error(self, w, X, T):
+        """E = Σ_n E_n (PRML 5.11 / 5.21 / 5.24), a float."""
+        w, X, T = self._problem(w, X, T)
+        return float(self._plan.error(w, X, T))
+
+    def gradient(self, w, X, T):
+        """∇E, (W,), by backpropagation (PRML 5.53–5.56)."""
+        w, X, T = self._problem(w, X, T)
+        return self._plan.gradient(w, X, T)[1]
+
+    def error_and_gradient(self, w, X, T):
+        """(E, ∇E) from one forward and one backward pass."""
+        w, X, T = self._problem(w, X, T)
+        E, g = self._plan.gradient(w, X, T)
+        return float(E), g
+
+    def hessian(self, w, X, T):
+        """The exact Hessian ∇∇E, (W, W), by second-order backpropagation (PRML 5.92–5.95 and their
+        L-layer forms), assembled from its layer blocks with BLAS. Costs O(N W²) time and W² memory."""
+        w, X, T = self._problem(w, X, T)
+        _check_fits(self.n_params)
+        return self._plan.hessian(w, X, T)
+
+    def hvp(self, w, X, T, v):
+        """H v, (W,), by Pearlmutter's R-operator (PRML 5.96–5.111), never forming H. O(N W) time."""
+        w, X, T = self._problem(w, X, T)
+        v = _vector(v, "v", self.n_params)
+        return self._plan.hvp(w, X, T, v)
+
+    # --- argument checks -----------------------------------------------------------------------
+
+    def _params(self, w):
+        return _vector(w, "w", self.n_params)
+
+    def _inputs(self, X):
+        return _matrix(X, "X", self.sizes[0])
+
+    def _problem(self, w, X, T):
+        w, X = self._params(w), self._inputs(X)
+        T = _matrix(T, "T", self.sizes[-1])
+        if T.shape[0] != X.shape[0]:
+            raise ValueError("T has %d rows but X has %d: one target row per input row" % (T.shape[0], X.shape[0]))
+        return w, X, T
+
+
+def _check_sizes(sizes):
+    try:
+        sizes = tuple(operator.index(d) for d in sizes)
+    except TypeError:
+        raise TypeError("sizes must be a sequence of integers [d0, d1, ..., dL], got %r" % (sizes,)) from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise SpecificationError("sizes must hold at least two positive layer sizes [d0, ..., dL], got %r"
+                                 % (list(sizes),))
+    return sizes
+
+
+def _check_activations(activation, L):
+    if isinstance(activation, (list, tuple)):
+        if len(activation) != L - 1:
+            raise SpecificationError("got %d activations for %d hidden layers" % (len(activation), L - 1))
+        return tuple(resolve_activation(a) for a in activation)
+    return (resolve_activation(activation),) * (L - 1)
+
+
+def _real_array(x, name):
+    try:
+        array = np.asarray(x)
+    except Exception as error:  # anything numpy cannot make an array of
+        raise TypeError("%s must be an array of real numbers: %s" % (name, error)) from None
+    if array.dtype.kind not in "iuf":
+        raise TypeError("%s must hold real numbers (integer or floating dtype), got dtype %s"
+                        % (name, array.dtype))
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError("%s contains NaN or infinite values" % name)
+    return array
+
+
+def _vector(x, name, length):
+    array = _real_array(x, name)
+    if array.shape != (length,):
+        raise ValueError("%s must have shape (%d,), got %s" % (name, length, array.shape))
+    return array
+
+
+def _matrix(x, name, columns):
+    array = _real_array(x, name)
+    if array.ndim != 2 or array.shape[1] != columns:
+        raise ValueError("%s must have shape (N, %d), got %s" % (name, columns, array.shape))
+    if array.shape[0] == 0:
+        raise ValueError("%s is an empty batch (N = 0)" % name)
+    return array
+
+
+def _check_fits(n_params):
+    """Refuse at once a Hessian that cannot fit in memory (instead of being killed by the OS)."""
+    needed = 8 * n_params * n_params
+    try:
+        available = os_available_memory()
+    except (OSError, ValueError):
+        return
+    if needed > available:
+        raise DeriveError("the Hessian of %d parameters needs %.1f GiB, more than the %.1f GiB available; "
+                          "use hvp() for Hessian-vector products instead"
+                          % (n_params, needed / 2**30, available / 2**30))
+
+
+def os_available_memory():
+    """Bytes of memory available to this process (Linux: MemAvailable), or raise OSError."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("MemAvailable not found")

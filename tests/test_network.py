@@ -1,0 +1,166 @@
+"""The compiled kernels, end to end: derive.MLP's error, gradient, Hessian and Hessian-vector product.
+
+For every built-in activation × loss × depth L = 1, 2, 3 (with biases), and for activations given only
+as expressions (compiled on demand): the gradient matches central differences of the error (PRML 5.69),
+the Hessian matches central differences of the gradient (5.91) and is symmetric, and hvp(v) equals
+hessian @ v. The references here are written independently of derive's own `check` module.
+"""
+import numpy as np
+import pytest
+
+import derive
+
+SIZES = {1: [3, 2], 2: [3, 4, 2], 3: [2, 3, 4, 3]}
+SAMPLES = 5
+
+
+def central_difference_rows(f, w, eps):
+    rows = []
+    for i in range(w.size):
+        e = np.zeros_like(w)
+        e[i] = eps
+        rows.append((np.asarray(f(w + e)) - np.asarray(f(w - e))) / (2 * eps))
+    return np.array(rows)
+
+
+def rel(value, reference):
+    return np.max(np.abs(value - reference)) / max(np.max(np.abs(reference)), 1e-300)
+
+
+def problem(net, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(scale=0.6, size=net.n_params)
+    X = rng.normal(size=(SAMPLES, net.sizes[0]))
+    K = net.sizes[-1]
+    T = {"sse": rng.normal(size=(SAMPLES, K)), "bce": rng.uniform(size=(SAMPLES, K)),
+         # cross-entropy targets need not sum to one (derive.loss derives for any targets)
+         "ce": rng.uniform(0.1, 1.0, size=(SAMPLES, K))}[net.loss.name]
+    return w, X, T
+
+
+def assert_kernels_match_finite_differences(net, seed=0):
+    w, X, T = problem(net, seed)
+    g = net.gradient(w, X, T)
+    assert rel(g, central_difference_rows(lambda u: net.error(u, X, T), w, 1e-5)) <= 1e-6
+    H = net.hessian(w, X, T)
+    assert H.shape == (net.n_params, net.n_params)
+    assert rel(H, central_difference_rows(lambda u: net.gradient(u, X, T), w, 1e-5)) <= 1e-6
+    assert np.array_equal(H, H.T)
+    v = np.random.default_rng(seed + 1).normal(size=net.n_params)
+    assert rel(net.hvp(w, X, T, v), H @ v) <= 1e-10
+
+
+@pytest.mark.parametrize("depth", sorted(SIZES))
+@pytest.mark.parametrize("loss", sorted(derive.LOSSES))
+@pytest.mark.parametrize("activation", sorted(derive.ACTIVATIONS))
+def test_builtin_kernels_match_finite_differences(activation, loss, depth):
+    assert_kernels_match_finite_differences(derive.MLP(SIZES[depth], activation=activation, loss=loss))
+
+
+@pytest.mark.parametrize("expression", ["a*tanh(log(1 + exp(a)))", "sin(a) + a**3/10 - atan(a)"])
+@pytest.mark.parametrize("loss", sorted(derive.LOSSES))
+def test_user_expressions_compile_on_demand_and_match(expression, loss, tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("DERIVE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    assert_kernels_match_finite_differences(derive.MLP([3, 4, 3, 2], activation=expression, loss=loss))
+
+
+def test_second_use_of_an_expression_loads_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DERIVE_CACHE_DIR", str(tmp_path))
+    messages = []
+    derive.load("a/(1 + Abs(a))", progress=messages.append)
+    assert any("compiling" in m for m in messages)
+    import derive.build as build
+    monkeypatch.setattr(build, "_build", lambda *args: pytest.fail("compiled again"))
+    again = []
+    module = derive.load("a/(1 + Abs(a))", progress=again.append)
+    assert again == [] and module.capsule() is not None
+
+
+def test_mixed_activations_per_layer():
+    net = derive.MLP([3, 4, 3, 2], activation=["tanh", "a*sigmoid(a)"], loss="ce")
+    assert [a.name for a in net.activations][0] == "tanh"
+    assert_kernels_match_finite_differences(net)
+
+
+def test_forward_matches_a_numpy_network():
+    net = derive.MLP([3, 5, 4, 2], activation="tanh", loss="ce")
+    w, X, _ = problem(net)
+    z = X
+    layers = net.unflatten(w)
+    for W, b in layers[:-1]:
+        z = np.tanh(z @ W.T + b)
+    a = z @ layers[-1][0].T + layers[-1][1]
+    y = np.exp(a - a.max(axis=1, keepdims=True))
+    y /= y.sum(axis=1, keepdims=True)
+    assert np.allclose(net.forward(w, X), y, rtol=1e-13, atol=1e-15)
+
+
+def test_error_is_a_sum_over_samples():
+    net = derive.MLP([3, 4, 2], activation="tanh", loss="sse")
+    w, X, T = problem(net)
+    assert net.error(w, X, T) == pytest.approx(sum(net.error(w, X[n:n + 1], T[n:n + 1]) for n in range(SAMPLES)))
+    y = net.forward(w, X)
+    assert net.error(w, X, T) == pytest.approx(0.5 * np.sum((y - T) ** 2), rel=1e-13)
+
+
+def test_parameter_layout_is_weights_row_major_then_bias():
+    net = derive.MLP([2, 3, 1], activation="tanh", loss="sse")
+    w = np.arange(net.n_params, dtype=float)
+    (W1, b1), (W2, b2) = net.unflatten(w)
+    assert W1.tolist() == [[0, 1], [2, 3], [4, 5]] and b1.tolist() == [6, 7, 8]
+    assert W2.tolist() == [[9, 10, 11]] and b2.tolist() == [12]
+    assert net.n_params == 13 and net.init(seed=0).dtype == np.float64
+
+
+@pytest.mark.parametrize("method", ["forward", "error", "gradient", "hessian", "hvp"])
+def test_wrong_arguments_raise_errors_naming_the_argument(method):
+    net = derive.MLP([3, 4, 2], activation="tanh", loss="sse")
+    w, X, T = problem(net)
+    v = np.ones(net.n_params)
+
+    def call(w=w, X=X, T=T, v=v):
+        args = {"forward": (w, X), "error": (w, X, T), "gradient": (w, X, T), "hessian": (w, X, T),
+                "hvp": (w, X, T, v)}[method]
+        return getattr(net, method)(*args)
+
+    cases = [(dict(w=w[:-1]), ValueError, "w"), (dict(w=w.astype(complex)), TypeError, "w"),
+             (dict(X=X[:, :2]), ValueError, "X"), (dict(X=X.ravel()), ValueError, "X"),
+             (dict(X=X[:0]), ValueError, "X"), (dict(X=np.where(X > 0, np.nan, X)), ValueError, "X"),
+             (dict(X=X.astype(str)), TypeError, "X"), (dict(w=None), TypeError, "w")]
+    if method != "forward":
+        cases += [(dict(T=T[:2]), ValueError, "T"), (dict(T=T[:, :1]), ValueError, "T"),
+                  (dict(T=np.full_like(T, np.inf)), ValueError, "T")]
+    if method == "hvp":
+        cases += [(dict(v=v[:3]), ValueError, "v"), (dict(v=v.astype(bool)), TypeError, "v")]
+    for arguments, error, name in cases:
+        with pytest.raises(error, match=r"\b%s\b" % name):
+            call(**arguments)
+
+
+def test_float32_and_integer_inputs_are_converted_to_float64():
+    net = derive.MLP([3, 4, 2], activation="tanh", loss="sse")
+    w, X, T = problem(net)
+    X32 = X.astype(np.float32)
+    assert net.error(w, X32, T) == net.error(w, X32.astype(np.float64), T)
+    assert np.isfinite(net.error(w, np.ones((2, 3), dtype=int), np.zeros((2, 2), dtype=int)))
+
+
+def test_read_only_and_non_contiguous_arrays_are_accepted():
+    net = derive.MLP([3, 4, 2], activation="tanh", loss="sse")
+    w, X, T = problem(net)
+    X_ro = X.copy()
+    X_ro.setflags(write=False)
+    wide = np.zeros((SAMPLES, 6))
+    wide[:, ::2] = X
+    assert net.error(w, X_ro, T) == net.error(w, wide[:, ::2], T) == net.error(w, X, T)
+
+
+def test_bad_network_specifications_are_refused():
+    with pytest.raises(derive.SpecificationError, match="sizes"):
+        derive.MLP([3], activation="tanh")
+    with pytest.raises(derive.SpecificationError, match="loss"):
+        derive.MLP([3, 2], loss="mse")
+    with pytest.raises(derive.SpecificationError, match="activations"):
+        derive.MLP([3, 4, 2], activation=["tanh", "tanh"])
+    with pytest.raises(derive.ExpressionError):
+        derive.MLP([3, 4, 2], activation="__import__('os').system('x')")

@@ -33,13 +33,16 @@ from .specification import ACTIVATIONS, LOSSES
 LL, LN = layers.LL, layers.LN
 _UNITS = sp.Symbol("n", integer=True)
 
-#: What each sum over the next layer is called in the kernels (the BLAS product that computes it).
-LAYER_SUMS = {
-    frozenset({LN.delta, LN.w}): sp.IndexedBase("s"),                       # W(l+1)^T delta(l+1)
-    frozenset({LN.v, LN.delta}): sp.IndexedBase("u"),                       # V(l+1)^T delta(l+1)
-    frozenset({LN.Rdelta, LN.w}): sp.IndexedBase("r"),                      # W(l+1)^T R{delta(l+1)}
-    frozenset({LN.w, LN.M}): sp.IndexedBase("P", shape=(_UNITS, _UNITS)),   # W(l+1)^T M(l+1) W(l+1)
-}
+_k, _m = sp.symbols("k m", integer=True)
+
+#: The sums over the next layer that the kernels compute with BLAS, and the array each one lands in.
+LAYER_SUMS = [
+    (sp.Sum(LN.delta[_k] * LN.w[_k, j], (_k, 1, LN.size)), sp.IndexedBase("s")),        # W(l+1)^T delta(l+1)
+    (sp.Sum(LN.delta[_k] * LN.v[_k, j], (_k, 1, LN.size)), sp.IndexedBase("u")),        # V(l+1)^T delta(l+1)
+    (sp.Sum(LN.Rdelta[_k] * LN.w[_k, j], (_k, 1, LN.size)), sp.IndexedBase("r")),       # W(l+1)^T R{delta(l+1)}
+    (sp.Sum(LN.w[_k, j] * sp.Sum(LN.M[_k, _m] * LN.w[_m, j2], (_m, 1, LN.size)), (_k, 1, LN.size)),
+     sp.IndexedBase("P", shape=(_UNITS, _UNITS))),                                      # W(l+1)^T M(l+1) W(l+1)
+]
 LAYER_ARRAYS = {LL.Ra: sp.IndexedBase("ra")}
 LAYER_INDICES = {j: sp.Symbol("j", integer=True), j2: sp.Symbol("jp", integer=True)}
 
@@ -57,11 +60,7 @@ def lower_layer_expression(expr):
 
     def walk(e):
         if isinstance(e, sp.Sum):
-            bases = frozenset(q.base for q in e.atoms(sp.Indexed))
-            if bases not in LAYER_SUMS:
-                raise DerivationError("no kernel array computes the sum %s" % e)
-            free = [q for q in (j, j2) if q in e.free_symbols]
-            return LAYER_SUMS[bases][tuple(free)]
+            return _kernel_sum(e)
         if type(e) in derivatives:
             arg = e.args[0]
             if not (isinstance(arg, sp.Indexed) and arg.base == LL.a):
@@ -76,6 +75,25 @@ def lower_layer_expression(expr):
         return e.func(*[walk(a) for a in e.args])
 
     return ccode(walk(expr).xreplace(LAYER_INDICES))
+
+
+def _kernel_sum(s):
+    """The kernel array entry that holds the sum ``s`` (matched up to the names of its bound indices)."""
+    for pattern, array in LAYER_SUMS:
+        if _canonical(s) == _canonical(pattern):
+            return array[tuple(q for q in (j, j2) if q in pattern.free_symbols)]
+    raise DerivationError("no kernel array computes the sum %s" % s)
+
+
+def _canonical(expr, depth=0):
+    """``expr`` with the bound index of each sum renamed by its nesting depth."""
+    if isinstance(expr, sp.Sum):
+        (index, lower, upper), = expr.limits
+        bound = sp.Symbol("_bound%d" % depth, integer=True)
+        return sp.Sum(_canonical(expr.function.xreplace({index: bound}), depth + 1), (bound, lower, upper))
+    if not expr.args:
+        return expr
+    return expr.func(*[_canonical(a, depth) for a in expr.args])
 
 
 def lower_loss_expression(expr):

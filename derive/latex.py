@@ -257,7 +257,8 @@ _LEFT, _RIGHT = re.compile(r"\\left(?![A-Za-z])"), re.compile(r"\\right(?![A-Za-
 def _balanced(row):
     """``row`` with \\left. or \\right. added where a break split a \\left( ... \\right) pair."""
     unclosed = len(_LEFT.findall(row)) - len(_RIGHT.findall(row))
-    return r"\left. " * max(0, -unclosed) + row + r" \right." * max(0, unclosed)
+    opening = r"\left. " * max(0, -unclosed) + ("{} " if unclosed < 0 else "")  # {}: a leading + stays binary
+    return opening + row + r" \right." * max(0, unclosed)
 
 
 # --- text ----------------------------------------------------------------------------------------
@@ -270,6 +271,7 @@ _TEXT_SYMBOLS = {"–": "--", "—": "---", "’": "'", "…": r"\dots{}"}
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                 "<": r"$<$", ">": r"$>$", "|": r"$|$"}
+_CODE_ESCAPES = {c: e for c, e in _TEX_ESCAPES.items() if c not in "<>|"}  # the typewriter font has them
 _MATH_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "{": r"\{", "}": r"\}", "\\": r"\backslash ",
                  "~": r"\sim ", "^": r"\wedge "}
 _MATHY = set(_SUPERSCRIPTS) | set(_MATH_SYMBOLS) - {"–"} | {"_", "=", "<", ">"}
@@ -348,7 +350,7 @@ def _plain(text):
 
 def tex_code(text):
     """``text`` verbatim in typewriter type (an expression or a name), breakable after , + * / )."""
-    escaped = "".join(_TEX_ESCAPES.get(c, c) if ord(c) < 128 else "[U+%04X]" % ord(c) for c in text)
+    escaped = "".join(_CODE_ESCAPES.get(c, c) if ord(c) < 128 else "[U+%04X]" % ord(c) for c in text)
     return r"\texttt{%s}" % re.sub(r"([,+*/)])", r"\1\\allowbreak{}", escaped)
 
 
@@ -377,10 +379,10 @@ FRAGMENT_KEYS = ("delta_hidden", "M_hidden", "R_delta")
 
 def _shown(eq, specialised=None):
     """An equation as the documents show it; ``specialised`` only when it differs from ``eq``."""
+    changed = specialised is not None and specialised != eq
     return {"tag": eq.tag, "description": sentence(eq.description), "definition": eq.definition,
             "generic": display(eq.lhs, eq.rhs),
-            "specialised": None if specialised is None or specialised == eq else display(specialised.lhs,
-                                                                                         specialised.rhs)}
+            "specialised": display(specialised.lhs, specialised.rhs) if changed else None}
 
 
 def _sections(derivation):

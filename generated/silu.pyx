@@ -39,8 +39,10 @@ cdef extern from *:
             out_z[i_] = z;
             if (out_d1 != NULL) {
                 const double d_0 = derive_sigmoid(a);
-                out_d1[i_] = -d_0*(a*(d_0 - 1) - 1);
-                if (out_d2 != NULL) out_d2[i_] = d_0*(2*a*pow(d_0, 2) - 3*a*d_0 + a - 2*d_0 + 2);
+                const double d_1 = derive_sigmoid(-a);
+                const double d_2 = a*d_1;
+                out_d1[i_] = d_0*(d_2 + 1);
+                if (out_d2 != NULL) out_d2[i_] = d_0*d_1*(-a*d_0 + d_2 + 2);
             }
             (void)a; (void)z;
         }

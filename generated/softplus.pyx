@@ -40,7 +40,7 @@ cdef extern from *:
             if (out_d1 != NULL) {
                 const double d_0 = derive_sigmoid(a);
                 out_d1[i_] = d_0;
-                if (out_d2 != NULL) out_d2[i_] = -d_0*(d_0 - 1);
+                if (out_d2 != NULL) out_d2[i_] = d_0*derive_sigmoid(-a);
             }
             (void)a; (void)z;
         }

@@ -157,22 +157,36 @@ def tidy(expr):
 
 _NICE_INDICES = ["k", "k'", "m", "m'", "p", "p'", "q", "q'", "r", "s", "u", "u'"]
 
+#: PRML's letters for a unit index, by the layer a sum runs over: i below, j in the layer, k above.
+_LETTERS_BY_LAYER = {
+    "l-1": ["i", "i'", "i''"], "0": ["i", "i'", "i''"],
+    "l": ["j", "j'", "j''"], "1": ["j", "j'", "j''"], "m-1": ["j''", "p", "p'"],
+    "l+1": ["k", "k'", "k''"], "2": ["k", "k'", "k''"], "L": ["k", "k'", "k''"], "m": ["k'", "k''", "m'"],
+}
+
 
 def rename_dummies(expr, avoid=()):
-    """Give the summation indices made by :func:`fresh_index` readable names (k, k', m, ...).
+    """Give the summation indices made by :func:`fresh_index` readable names (i, j, k, k', ...).
 
-    Names already free in the equation (``avoid``) are skipped, so no index is captured.
+    A sum over the layer below gets i, over the layer itself j, over the layer above k, as in PRML.
+    Sums side by side may share a letter; a nested sum never takes its enclosing sums' letters, nor a
+    name free in the equation (``avoid`` and the expression's own free symbols).
     """
-    taken = {str(s) for s in avoid} | {str(s) for s in expr.free_symbols}
-    fresh = []
-    for s in sp.preorder_traversal(expr):
-        if isinstance(s, sp.Sum):
-            for limit in s.limits:
-                if limit[0].name.startswith(("q_", "s_")) and limit[0] not in fresh:
-                    fresh.append(limit[0])
-    mapping = {}
-    for q in fresh:
-        name = next(n for n in _NICE_INDICES if n not in taken)
-        taken.add(name)
-        mapping[q] = sp.Symbol(name, integer=True)
-    return expr.xreplace(mapping)
+    free = {str(s) for s in avoid} | {str(s) for s in expr.free_symbols}
+    return _rename(expr, frozenset(free))
+
+
+def _rename(expr, taken):
+    if isinstance(expr, sp.Sum) and len(expr.limits) == 1:
+        (index, lower, upper), = expr.limits
+        if index.name.startswith(("q_", "s_")):
+            tag = str(upper)[3:-1] if str(upper).startswith("d_{") else None
+            name = next(n for n in _LETTERS_BY_LAYER.get(tag, []) + _NICE_INDICES
+                        if n not in taken and n not in {str(s) for s in expr.function.free_symbols})
+            new = sp.Symbol(name, integer=True)
+            body = _rename(expr.function.xreplace({index: new}), taken | {name})
+            return sp.Sum(body, (new, lower, upper))
+        return sp.Sum(_rename(expr.function, taken | {str(index)}), *expr.limits)
+    if not expr.args or isinstance(expr, sp.Indexed):
+        return expr
+    return expr.func(*[_rename(a, taken) for a in expr.args])

@@ -4,7 +4,11 @@ In:  an activation, a loss and layer sizes.
 Out: :class:`CheckResult` rows — the relative error of each kernel against an independent evaluation:
      the gradient against central differences of the error (PRML 5.69), the Hessian against central
      differences of the gradient (5.91) and its own transpose, the Hessian-vector product against the
-     Hessian times v, and the forward pass against a NumPy evaluation of the same network.
+     Hessian times v, the forward pass against a NumPy evaluation of the same network, the input
+     Jacobian against central differences of the outputs (5.72), the diagonals against the Hessian's,
+     the outer product against finite differences of the gradient where the residuals vanish (T = y),
+     its sequential inverse against a dense inverse, and the error-based finite-difference Hessian
+     (5.90) against the exact one.
 """
 from dataclasses import dataclass
 
@@ -13,7 +17,8 @@ import numpy as np
 from .network import MLP
 
 #: The tolerances the checks must meet (relative to the largest entry of the reference).
-TOLERANCES = {"forward": 1e-12, "gradient": 1e-6, "hessian": 1e-6, "symmetry": 1e-12, "hvp": 1e-10}
+TOLERANCES = {"forward": 1e-12, "gradient": 1e-6, "hessian": 1e-6, "symmetry": 1e-12, "hvp": 1e-10,
+              "jacobian": 1e-6, "diagonal": 1e-10, "outer": 1e-6, "inverse": 1e-6, "finite": 1e-5}
 
 
 @dataclass(frozen=True)
@@ -94,5 +99,36 @@ def check_network(activation="tanh", loss="sse", sizes=(4, 8, 3), samples=6, see
                     TOLERANCES["hessian"]),
         CheckResult("hessian", "its transpose", relative_error(hessian, hessian.T), TOLERANCES["symmetry"]),
         CheckResult("hvp", "hessian @ v", relative_error(net.hvp(w, X, T, v), hessian @ v), TOLERANCES["hvp"]),
+        CheckResult("jacobian", "central differences of y in x (5.72)",
+                    relative_error(net.jacobian(w, X), _input_differences(net, w, X, 1e-5)), TOLERANCES["jacobian"]),
+        CheckResult("diagonal", "diag(hessian)", relative_error(net.hessian_diagonal(w, X, T), np.diag(hessian)),
+                    TOLERANCES["diagonal"]),
     ]
+    if net.loss.name in ("sse", "bce") and net.L <= 2:  # Λ diagonal: Becker–LeCun is exact (5.80 = 5.81)
+        results.append(CheckResult("becker_lecun", "diag(hessian) (Λ diagonal, L <= 2)",
+                                   relative_error(net.hessian_diagonal(w, X, T, method="becker_lecun"),
+                                                  np.diag(hessian)), TOLERANCES["diagonal"]))
+    Y = net.forward(w, X)  # targets with zero residuals: the Hessian is exactly the outer product
+    outer = net.outer_product(w, X, Y)
+    results.append(CheckResult("outer", "central diff. of the gradient at T = y",
+                               relative_error(outer, central_differences(lambda u: net.gradient(u, X, Y), w, 1e-5)),
+                               TOLERANCES["outer"]))
+    alpha = 1e-2
+    dense = np.linalg.inv(net.outer_product(w, X, T) + alpha * np.eye(net.n_params))
+    results.append(CheckResult("inverse", "dense inverse of outer + alpha I (Frobenius)",
+                               float(np.linalg.norm(net.inverse_outer_product(w, X, T, alpha) - dense)
+                                     / np.linalg.norm(dense)), TOLERANCES["inverse"]))
+    results.append(CheckResult("fd_error", "hessian (5.90 with eps = 1e-4)",
+                               relative_error(net.finite_difference_hessian(w, X, T, 1e-4, method="error"), hessian),
+                               TOLERANCES["finite"]))
     return net, results
+
+
+def _input_differences(net, w, X, eps):
+    """Central differences of the outputs in each input (N, d_L, d_0)."""
+    columns = []
+    for i in range(X.shape[1]):
+        step = np.zeros_like(X)
+        step[:, i] = eps
+        columns.append((net.forward(w, X + step) - net.forward(w, X - step)) / (2 * eps))
+    return np.stack(columns, axis=2)

@@ -127,14 +127,14 @@ def _check(args):
         shapes = [[4, 3], [4, 8, 3], [3, 5, 4, 3]]
     failed = 0
     print("derive check: activation %s, h(a) = %s" % (activation.name, activation.expression or activation.expr))
-    print("%-5s %-14s %-9s %-44s %10s %8s  %s" % ("loss", "sizes", "kernel", "reference", "rel.error",
+    print("%-5s %-14s %-12s %-44s %10s %8s  %s" % ("loss", "sizes", "kernel", "reference", "rel.error",
                                                   "tol", "result"))
     for loss in losses:
         for sizes in shapes:
             net, results = check_network(activation, loss, sizes, args.samples, args.seed)
             for r in results:
                 failed += not r.passed
-                print("%-5s %-14s %-9s %-44s %10.2e %8.0e  %s" % (loss, ",".join(map(str, sizes)), r.kernel,
+                print("%-5s %-14s %-12s %-44s %10.2e %8.0e  %s" % (loss, ",".join(map(str, sizes)), r.kernel,
                                                                   r.reference, r.error, r.tolerance,
                                                                   "ok" if r.passed else "FAILED"))
     print("all kernels agree with their references" if not failed else "%d check(s) FAILED" % failed)

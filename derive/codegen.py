@@ -33,7 +33,7 @@ from .specification import ACTIVATIONS, LOSSES
 LL, LN = layers.LL, layers.LN
 _UNITS = sp.Symbol("n", integer=True)
 
-_k, _m = sp.symbols("k m", integer=True)
+_k, _m = sp.symbols("_k _m", integer=True)
 
 #: The sums over the next layer that the kernels compute with BLAS, and the array each one lands in.
 LAYER_SUMS = [
@@ -42,6 +42,9 @@ LAYER_SUMS = [
     (sp.Sum(LN.Rdelta[_k] * LN.w[_k, j], (_k, 1, LN.size)), sp.IndexedBase("r")),       # W(l+1)^T R{delta(l+1)}
     (sp.Sum(LN.w[_k, j] * sp.Sum(LN.M[_k, _m] * LN.w[_m, j2], (_m, 1, LN.size)), (_k, 1, LN.size)),
      sp.IndexedBase("P", shape=(_UNITS, _UNITS))),                                      # W(l+1)^T M(l+1) W(l+1)
+    (sp.Sum(layers.DY_UP[sp.Symbol("k", integer=True), _k] * LN.w[_k, j], (_k, 1, LN.size)),
+     sp.IndexedBase("g")),                                                              # (dy/da(l+1)) W(l+1)
+    (sp.Sum(LN.M[_k, _k] * LN.w[_k, j] ** 2, (_k, 1, LN.size)), sp.IndexedBase("q")),   # diag M(l+1) (W∘W)(l+1)
 ]
 LAYER_ARRAYS = {LL.Ra: sp.IndexedBase("ra")}
 LAYER_INDICES = {j: sp.Symbol("j", integer=True), j2: sp.Symbol("jp", integer=True)}
@@ -51,7 +54,8 @@ LOSS_ARRAYS = {"a^{(L)}": sp.IndexedBase("a"), "y": sp.IndexedBase("y"), "t": sp
 LOSS_INDICES = {k_: sp.Symbol("k", integer=True), kp_: sp.Symbol("kp", integer=True)}
 
 #: The layer equations whose pointwise part the network kernels evaluate, by template name.
-POINTWISE = {"delta_hidden": "delta_hidden", "r_z": "R_z", "r_delta": "R_delta", "m_hidden": "M_hidden"}
+POINTWISE = {"delta_hidden": "delta_hidden", "r_z": "R_z", "r_delta": "R_delta", "m_hidden": "M_hidden",
+             "jacobian_backprop": "jacobian_backprop", "becker_lecun": "diag_becker_lecun"}
 
 
 def lower_layer_expression(expr):
@@ -156,7 +160,7 @@ def render_network():
         output = derive_loss(name)
         forms = {key: lower_loss_expression(value) for key, value in output.kernel.items()}
         losses.append({"name": name, "uses": output.uses, "y": forms["y"], "e": forms["e"],
-                       "delta": forms["delta"], "lam": forms["lambda"]})
+                       "delta": forms["delta"], "lam": forms["lambda"], "jacobian": forms["jacobian"]})
     spec = repr(sorted(pointwise.items())) + repr(losses)
     return _environment().get_template("network.pyx.j2").render(
         provenance=_provenance("network.pyx.j2", spec, "network kernels for the losses " + ", ".join(LOSSES)),

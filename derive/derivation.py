@@ -25,7 +25,8 @@ from .specification import resolve_activation, resolve_loss
 def generic_equations():
     """Every layer equation with h undefined, in PRML order (computed once per process)."""
     return tuple(layers.forward_equations() + layers.backprop_equations() + layers.jacobian_equations()
-                 + layers.diagonal_equations() + layers.outer_product_equations() + layers.exact_equations()
+                 + layers.diagonal_equations() + layers.outer_product_equations() + layers.inverse_equations()
+                 + layers.finite_difference_equations() + layers.exact_equations()
                  + layers.cross_layer_equation() + layers.r_operator_equations())
 
 

@@ -343,3 +343,50 @@ def r_operator_equations():
         Equation("5.110L", "R_bias_gradient", "Hessian-vector product, biases of layer l", _r(dE(LL.b[j])),
                  deep.model.r(LL.delta[j], directions_l), S_ROP),
     ]
+
+
+S_INVERSE = "5.4.3 Inverse Hessian"
+S_FINITE = "5.4.4 Finite differences"
+W_MAT = sp.Symbol("W", integer=True, positive=True)
+
+
+def inverse_equations():
+    """5.86–5.89: the outer-product matrix built one sample at a time, and its inverse updated by the
+    Sherman–Morrison identity (5.88) — 5.89 is 5.88 with M = H_L and v = b_{L+1}."""
+    H_L, H_next, M = (sp.MatrixSymbol(name, W_MAT, W_MAT) for name in ("H_L", "H_{L+1}", "M"))
+    b, v = sp.MatrixSymbol("b_{L+1}", W_MAT, 1), sp.MatrixSymbol("v", W_MAT, 1)
+    b_n, H_N = sp.MatrixSymbol("b_n", W_MAT, 1), sp.MatrixSymbol("H_N", W_MAT, W_MAT)
+    n, N = sp.symbols("n N", integer=True, positive=True)
+    identity_lhs = (M + v * v.T).I
+    identity = sherman_morrison(M, v)
+    return [
+        Equation("5.86", "outer_sum", "the outer-product approximation as a sum over samples", H_N,
+                 sp.Sum(b_n * b_n.T, (n, 1, N)), S_INVERSE, definition=True),
+        Equation("5.87", "outer_update", "one more sample adds a rank-one term", H_next, H_L + b * b.T,
+                 S_INVERSE, definition=True),
+        Equation("5.88", "sherman_morrison", "the inverse of a rank-one update (Sherman–Morrison)",
+                 identity_lhs, identity, S_INVERSE, definition=True),
+        Equation("5.89", "inverse_update", "the inverse Hessian updated one sample at a time, from H_0 = αI",
+                 H_next.I, identity.xreplace({M: H_L, v: b}), S_INVERSE),
+    ]
+
+
+def sherman_morrison(M, v):
+    """M⁻¹ − (M⁻¹v)(1 + vᵀM⁻¹v)⁻¹(vᵀM⁻¹) for a matrix M and a column v (5.88); the middle factor is the
+    1 × 1 matrix PRML writes as the scalar denominator."""
+    Mi = M.I
+    return Mi - (Mi * v) * (sp.Identity(1) + v.T * Mi * v).I * (v.T * Mi)
+
+
+def finite_difference_equations():
+    """5.90–5.91: the central-difference Hessians whose O(ε²) error makes them the check on all else."""
+    wr, ws, eps = sp.symbols("w_r w_s epsilon", real=True)
+    E = sp.Function("E")
+    g = sp.Function(r"\frac{\partial E}{\partial w_r}")
+    return [
+        Equation("5.90", "fd_error", "central differences of the error, O(ε²), O(W³) in all",
+                 dE(wr, ws), (E(wr + eps, ws + eps) - E(wr + eps, ws - eps) - E(wr - eps, ws + eps)
+                              + E(wr - eps, ws - eps)) / (4 * eps ** 2), S_FINITE, definition=True),
+        Equation("5.91", "fd_gradient", "central differences of the backpropagated gradient, O(ε²), O(W²)",
+                 dE(wr, ws), (g(ws + eps) - g(ws - eps)) / (2 * eps), S_FINITE, definition=True),
+    ]

@@ -42,7 +42,7 @@ TSUM = sp.Symbol("tsum", real=True)      # Σ_m t_m
 
 @dataclass(frozen=True)
 class LossDerivation:
-    """The output layer of one loss. ``kernel`` maps 'y', 'e', 'delta', 'lambda' to expressions in the
+    """The output layer of one loss. ``kernel`` maps 'y', 'e', 'delta', 'lambda', 'jacobian' to expressions in the
     kernel symbols a[k], y[k], y[k'], t[k], ``lse``, ``tsum`` (see :func:`kernel_forms`)."""
 
     loss: object
@@ -111,15 +111,16 @@ def derive_loss(loss):
     lam = sp.simplify(partial(d, a[k2]))
     delta_y, lam_y = _in_terms_of_y(d, loss), _in_terms_of_y(lam, loss)
     jac_label = {"identity": "5.75", "logistic": "5.76", "softmax": "5.77"}[loss.output]
+    jacobian = _output_jacobian(loss)
     equations = (
         Equation(loss.label, "error", "the error of sample n: " + loss.description, E_n,
                  _in_terms_of_y_display(error, loss), S_LOSS, definition=True),
         Equation(jac_label, "output_jacobian", "derivative of the %s output function" % loss.output,
-                 dy_da[k, k2], _output_jacobian(loss), S_LOSS),
+                 dy_da[k, k2], jacobian, S_LOSS),
         Equation("5.54", "delta_output", "output errors δ_k = ∂E_n/∂a_k", delta[k], delta_y, S_LOSS),
         Equation("5.92L", "Lambda", "Λ = M⁽ᴸ⁾ = ∂²E_n/∂a_k∂a_k'", Lam[k, k2], lam_y, S_LOSS),
     )
-    return LossDerivation(loss=loss, equations=equations, kernel=kernel_forms(loss, error, delta_y, lam_y))
+    return LossDerivation(loss=loss, equations=equations, kernel=kernel_forms(loss, error, delta_y, lam_y, jacobian))
 
 
 def _in_terms_of_y_display(error, loss):
@@ -128,11 +129,11 @@ def _in_terms_of_y_display(error, loss):
     return error.xreplace({f: y[m]}) if loss.output != "identity" else error.xreplace({a[m]: y[m]})
 
 
-def kernel_forms(loss, error, delta_y, lam_y):
+def kernel_forms(loss, error, delta_y, lam_y, jacobian):
     """The per-output expressions the kernels evaluate, made overflow-free.
 
-    'y': y_k from a_k (and lse); 'e': the k-th term of E_n; 'delta': δ_k; 'lambda': Λ_kk'. Σ_m t_m is
-    named ``tsum`` and log Σ_m exp(a_m) is named ``lse``.
+    'y': y_k from a_k (and lse); 'e': the k-th term of E_n; 'delta': δ_k; 'lambda': Λ_kk';
+    'jacobian': ∂y_k/∂a_k' (5.75–5.77). Σ_m t_m is named ``tsum`` and log Σ_m exp(a_m) is named ``lse``.
     """
     tsum = {sp.Sum(t[q], (q, 1, K)): TSUM for q in (k, m, p)}
     if loss.output == "softmax":
@@ -142,4 +143,5 @@ def kernel_forms(loss, error, delta_y, lam_y):
         y_k = make_safe(_output(loss, k))
         term = make_safe(sp.expand_log(error.function, force=True))
     term = term.xreplace({a[m]: a[k], t[m]: t[k]})
-    return {"y": y_k, "e": term, "delta": delta_y.xreplace(tsum), "lambda": lam_y.xreplace(tsum)}
+    return {"y": y_k, "e": term, "delta": delta_y.xreplace(tsum), "lambda": lam_y.xreplace(tsum),
+            "jacobian": jacobian}

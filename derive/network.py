@@ -111,6 +111,53 @@ class MLP:
         v = _vector(v, "v", self.n_params)
         return self._plan.hvp(w, X, T, v)
 
+    def jacobian(self, w, X):
+        """J[n, k, i] = ∂y_k/∂x_i, (N, d_L, d_0): the output Jacobian (PRML 5.75–5.77) backpropagated
+        through the layers (5.74) and into the inputs (5.73). O(N d_L W)."""
+        w, X = self._params(w), self._inputs(X)
+        return self._plan.jacobian(w, X)
+
+    def hessian_diagonal(self, w, X, T, method="exact"):
+        """diag(H), (W,), without forming H.
+
+        ``method="exact"``: 5.79 with the exact M⁽ˡ⁾ = ∂²E_n/∂a⁽ˡ⁾∂a⁽ˡ⁾ᵀ of the M recursion (5.80 and its
+        L-layer form); costs O(N Σ_l d_l² d_{l+1}), far less than the W × W Hessian.
+        ``method="becker_lecun"``: the O(W) approximation of Becker and LeCun (5.81), which keeps only
+        the diagonals of M; exact when every Λ is diagonal (sse, bce) and L ≤ 2.
+        """
+        if method not in ("exact", "becker_lecun"):
+            raise ValueError("method must be 'exact' or 'becker_lecun', got %r" % (method,))
+        w, X, T = self._problem(w, X, T)
+        return self._plan.hessian_diagonal(w, X, T, method == "exact")
+
+    def outer_product(self, w, X, T):
+        """G = Σ_n J_nᵀ Λ_n J_n, (W, W), J_n = ∂a⁽ᴸ⁾/∂w: the outer-product (Levenberg–Marquardt,
+        generalised Gauss–Newton) approximation of H (PRML 5.84, 5.85 and their general form).
+        Symmetric positive semi-definite; equals H where the residuals vanish. O(N d_L W²)."""
+        w, X, T = self._problem(w, X, T)
+        _check_fits(self.n_params)
+        return self._plan.outer_product(w, X, T)
+
+    def inverse_outer_product(self, w, X, T, alpha):
+        """(outer_product + alpha·I)⁻¹, (W, W), by the sequential rank-one updates of PRML 5.87–5.89
+        from H₀ = alpha·I: one Sherman–Morrison update per sample and output direction (a column of
+        C_n with C_n C_nᵀ = J_nᵀ Λ_n J_n), never a dense inversion. O(N d_L W²)."""
+        w, X, T = self._problem(w, X, T)
+        alpha = _positive(alpha, "alpha")
+        _check_fits(self.n_params)
+        return self._plan.inverse_outer_product(w, X, T, alpha)
+
+    def finite_difference_hessian(self, w, X, T, eps=1e-4, method="gradient"):
+        """H by central differences: of the backpropagated gradient (``method="gradient"``, PRML 5.91,
+        2W gradient evaluations, O(W²) per sample), or of the error (``method="error"``, 5.90, 4 error
+        evaluations per entry, O(W³)). Both err by O(eps²); the check on every other kernel."""
+        if method not in ("gradient", "error"):
+            raise ValueError("method must be 'gradient' or 'error', got %r" % (method,))
+        w, X, T = self._problem(w, X, T)
+        eps = _positive(eps, "eps")
+        _check_fits(self.n_params)
+        return self._plan.finite_difference_hessian(w, X, T, eps, method == "gradient")
+
     # --- argument checks -----------------------------------------------------------------------
 
     def _params(self, w):
@@ -174,6 +221,16 @@ def _matrix(x, name, columns):
     if array.shape[0] == 0:
         raise ValueError("%s is an empty batch (N = 0)" % name)
     return array
+
+
+def _positive(value, name):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError("%s must be a positive number, got %r" % (name, value)) from None
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError("%s must be a positive finite number, got %r" % (name, value))
+    return value
 
 
 def _check_fits(n_params):

@@ -168,6 +168,16 @@ PRINTED = {
 }
 
 
+def inverse_update_printed(H, b):
+    """PRML 5.89 as printed: H⁻¹ − H⁻¹ b bᵀ H⁻¹ / (1 + bᵀ H⁻¹ b), for explicit matrices."""
+    Hi = H.inv()
+    return Hi - Hi * b * b.T * Hi / (1 + (b.T * Hi * b)[0, 0])
+
+
+#: Matrix equations, compared on explicit 2 × 2 symbolic matrices instead of by same_equation.
+MATRIX_PRINTED = {"inverse_update": ("5.89", inverse_update_printed)}
+
+
 def derived_equations():
     return [e for e in generic_equations() if not e.definition]
 
@@ -183,8 +193,27 @@ def derived(key):
 
 def test_every_derived_equation_has_a_printed_form():
     derived_keys = {e.key for e in derived_equations()}
-    assert derived_keys == set(PRINTED), (
-        "untested: %s; tested but not derived: %s" % (derived_keys - set(PRINTED), set(PRINTED) - derived_keys))
+    tested = set(PRINTED) | set(MATRIX_PRINTED)
+    assert derived_keys == tested, (
+        "untested: %s; tested but not derived: %s" % (derived_keys - tested, tested - derived_keys))
+
+
+def test_inverse_update_is_prml_5_89_and_inverts_the_rank_one_update():
+    eq = derived("inverse_update")
+    assert eq.label == MATRIX_PRINTED["inverse_update"][0]
+    H = sp.Matrix(2, 2, lambda r, c: sp.Symbol("h%d%d" % (min(r, c), max(r, c))))
+    b = sp.Matrix(2, 1, sp.symbols("b0 b1"))
+    symbols = {s.name: s for s in eq.rhs.atoms(sp.MatrixSymbol)}
+    explicit = eq.rhs.subs({symbols["H_L"]: H, symbols["b_{L+1}"]: b}).doit().as_explicit()
+    assert sp.simplify(explicit - inverse_update_printed(H, b)) == sp.zeros(2, 2)
+    assert sp.simplify((H + b * b.T) * explicit) == sp.eye(2)
+
+
+def test_inverse_update_test_can_fail():
+    H = sp.Matrix(2, 2, lambda r, c: sp.Symbol("h%d%d" % (min(r, c), max(r, c))))
+    b = sp.Matrix(2, 1, sp.symbols("b0 b1"))
+    wrong = H.inv() - H.inv() * b * b.T * H.inv()  # the denominator 1 + bᵀH⁻¹b dropped
+    assert sp.simplify(wrong - inverse_update_printed(H, b)) != sp.zeros(2, 2)
 
 
 def test_keys_are_unique():

@@ -26,6 +26,8 @@ setup(
     packages=["derive", "derive.generated", "derive.templates"],
     package_dir={"derive": "derive", "derive.generated": "generated", "derive.templates": "templates"},
     package_data={"derive.generated": ["*.pyx", "*.tex", "*.md"], "derive.templates": ["*.j2"]},
-    ext_modules=cythonize(extensions, compiler_directives={"language_level": 3, **DIRECTIVES}, quiet=True),
+    # force: the directives (release or debug) are not in the .pyx, so a stale .c must never be reused
+    ext_modules=cythonize(extensions, compiler_directives={"language_level": 3, **DIRECTIVES}, quiet=True,
+                          force=True),
     zip_safe=False,
 )

@@ -108,8 +108,18 @@ def build_extension(source, stem, *, directory=None, progress=None):
         return target
     with _locked(directory / f"{name}.lock", name, progress):
         if not target.exists():
+            _remove_abandoned_builds(directory, name)
             _build(source, name, target, progress)
     return target
+
+
+def _remove_abandoned_builds(directory, name):
+    """Delete the work folders of earlier builds of ``name`` that were killed before they could clean up.
+
+    Only called under the module's lock, so no live build of the same module can own one of them.
+    """
+    for abandoned in directory.glob(f".build-{name}-*"):
+        shutil.rmtree(abandoned, ignore_errors=True)
 
 
 def load_extension(path):
@@ -203,7 +213,7 @@ def _locked(lock_path, name, progress):
 def _build(source, name, target, progress):
     """Compile ``source`` as module ``name`` in a temporary directory and move it to ``target``."""
     start = time.perf_counter()
-    work = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
+    work = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=f".build-{name}-"))
     try:
         pyx, c_file, o_file = (work / (name + suffix) for suffix in (".pyx", ".c", ".o"))
         built = work / target.name

@@ -27,7 +27,8 @@ from .loss import derive_loss
 from .notation import j, j2
 from .printing import C_HELPERS, c_assignments, ccode
 from .resources import resource_dir
-from .scalar import check_finite, derive_scalar
+from .limits import time_limit
+from .scalar import derive_scalar
 from .specification import ACTIVATIONS, LOSSES
 
 LL, LN = layers.LL, layers.LN
@@ -131,9 +132,9 @@ def _provenance(template, spec, subject):
 def render_activation(activation):
     """The Cython source of the kernel module of ``activation`` (templates/activation.pyx.j2)."""
     scalar = derive_scalar(activation)
-    check_finite(scalar)
-    h_temporaries, (h_code,) = c_assignments([scalar.h], "h_")
-    d_temporaries, (d1_code, d2_code) = c_assignments([scalar.kernel_d1, scalar.kernel_d2], "d_")
+    with time_limit("printing the kernel of activation %r" % activation.name):
+        h_temporaries, (h_code,) = c_assignments([scalar.h], "h_")
+        d_temporaries, (d1_code, d2_code) = c_assignments([scalar.kernel_d1, scalar.kernel_d2], "d_")
     spec = "activation %s\n%s" % (activation.name, sp.srepr(activation.expr))
     return _environment().get_template("activation.pyx.j2").render(
         provenance=_provenance("activation.pyx.j2", spec, "activation %s: h(a) = %s"

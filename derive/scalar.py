@@ -18,6 +18,7 @@ of softplus, silu or a*tanh(softplus(a)) are finite for |a| up to 1e3 and beyond
 """
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from typing import Optional
 
 import mpmath
@@ -26,6 +27,7 @@ import sympy as sp
 from .errors import DerivationError
 from .expressions import A
 from .functions import sigmoid, softplus
+from .limits import time_limit
 from .specification import Activation
 
 #: The unit's output z = h(a), the variable of the z-forms.
@@ -57,13 +59,21 @@ class ScalarDerivatives:
         return self.d2 if self.d2_z is None else self.d2_z
 
 
+@lru_cache(maxsize=256)
 def derive_scalar(activation):
-    """Derive h', h'' of ``activation`` and their z-forms; see the module docstring for conventions."""
-    h = make_safe(activation.expr)
-    d1 = differentiate(h)
-    d2 = differentiate(d1)
-    return ScalarDerivatives(activation=activation, h=h, d1=d1, d2=d2,
-                             d1_z=find_z_form(d1, h), d2_z=find_z_form(d2, h))
+    """Derive h', h'' of ``activation`` and their z-forms; see the module docstring for conventions.
+
+    Runs under :func:`derive.limits.time_limit`: an expression whose derivation would take too long
+    raises DerivationError instead of hanging.
+    """
+    with time_limit("deriving h' and h'' of activation %r" % activation.name):
+        h = make_safe(activation.expr)
+        d1 = differentiate(h)
+        d2 = differentiate(d1)
+        derivatives = ScalarDerivatives(activation=activation, h=h, d1=d1, d2=d2,
+                                        d1_z=find_z_form(d1, h), d2_z=find_z_form(d2, h))
+    check_finite(derivatives)
+    return derivatives
 
 
 def differentiate(expr):

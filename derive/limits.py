@@ -1,0 +1,48 @@
+"""Time limits on symbolic work, so that a user's expression can never hang derive.
+
+SymPy's simplification of an adversarial expression can take arbitrarily long. The symbolic stages run
+under :func:`time_limit`, which raises :class:`~derive.errors.DerivationError` when the limit passes
+(``DERIVE_TIME_LIMIT`` seconds, default 60; ``0`` disables it). The limit uses SIGALRM, so it applies in
+the main thread of a Unix process; elsewhere the work runs unlimited.
+"""
+import os
+import signal
+import threading
+from contextlib import contextmanager
+
+from .errors import DerivationError
+
+DEFAULT_SECONDS = 60.0
+
+
+def limit_seconds():
+    """The limit in force: ``DERIVE_TIME_LIMIT`` (seconds; 0 = none), else 60."""
+    text = os.environ.get("DERIVE_TIME_LIMIT", "")
+    try:
+        return float(text) if text else DEFAULT_SECONDS
+    except ValueError:
+        raise DerivationError("DERIVE_TIME_LIMIT must be a number of seconds, got %r" % text) from None
+
+
+@contextmanager
+def time_limit(what, seconds=None):
+    """Run the body, raising DerivationError("<what> took longer than N s ...") past the limit."""
+    seconds = limit_seconds() if seconds is None else seconds
+    usable = (seconds > 0 and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread()
+              and signal.getitimer(signal.ITIMER_REAL)[0] == 0)  # never override an outer timer
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise DerivationError("%s took longer than %g s and was stopped; simplify the expression, or raise "
+                              "the limit with DERIVE_TIME_LIMIT=<seconds>" % (what, seconds))
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,0 +1,221 @@
+"""Reliability: hostile arguments, numerical extremes, memory, concurrency, interrupted and failing
+builds, and symbolic work that would take too long. Every failure is a clear error, never a crash, a
+hang or a wrong number."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import derive
+from derive import build, network
+
+# --- arrays ----------------------------------------------------------------------------------------
+
+NET = None
+
+
+def small_net():
+    global NET
+    if NET is None:
+        NET = derive.MLP([3, 4, 2], activation="tanh", loss="ce")
+    return NET
+
+
+def valid_arguments(net):
+    rng = np.random.default_rng(0)
+    return {"w": net.init(0), "X": rng.normal(size=(4, 3)), "T": rng.uniform(size=(4, 2)),
+            "v": rng.normal(size=net.n_params)}
+
+
+METHODS = {"forward": ("w", "X"), "error": ("w", "X", "T"), "gradient": ("w", "X", "T"),
+           "hessian": ("w", "X", "T"), "hvp": ("w", "X", "T", "v"), "jacobian": ("w", "X"),
+           "hessian_diagonal": ("w", "X", "T"), "outer_product": ("w", "X", "T"),
+           "finite_difference_hessian": ("w", "X", "T")}
+
+bad_values = st.one_of(
+    st.none(), st.integers(), st.floats(allow_nan=True), st.text(max_size=5),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=6),
+    st.builds(lambda shape, kind: np.zeros(shape, dtype=kind),
+              st.lists(st.integers(0, 5), max_size=3).map(tuple),
+              st.sampled_from([np.float64, np.float32, np.int64, np.complex128, np.bool_, object, "U3"])),
+    st.builds(lambda shape, value: np.full(shape, value),
+              st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple),
+              st.sampled_from([np.nan, np.inf, -np.inf, 1e308])),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(method=st.sampled_from(sorted(METHODS)), position=st.integers(0, 3), value=bad_values)
+def test_wrong_arguments_never_crash_and_name_the_argument(method, position, value):
+    net = small_net()
+    arguments = valid_arguments(net)
+    names = METHODS[method]
+    name = names[position % len(names)]
+    arguments[name] = value
+    try:
+        result = getattr(net, method)(*[arguments[n] for n in names])
+    except (ValueError, TypeError) as error:
+        assert name in str(error) or "rows" in str(error)
+    else:  # accepted: it must have been a valid value after conversion, and the result is finite
+        assert np.all(np.isfinite(result))
+
+
+# --- numerical extremes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", sorted(derive.LOSSES))
+@pytest.mark.parametrize("activation", sorted(derive.ACTIVATIONS))
+def test_pre_activations_of_a_thousand_give_finite_derivatives(activation, loss):
+    net = derive.MLP([2, 3, 2], activation=activation, loss=loss)
+    w = np.zeros(net.n_params)
+    (W1, b1), (W2, b2) = net.unflatten(w)
+    W1[:] = [[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]   # hidden pre-activations ±1e3
+    W2[:] = [[1e-3, -1e-3, 1.0], [-1e-3, 1e-3, -1.0]]  # output pre-activations about ±1e3
+    X = np.array([[1e3, 1e3], [-1e3, -1e3], [1e3, -1e3]])
+    T = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    v = np.ones(net.n_params)
+    values = [net.error(w, X, T), net.gradient(w, X, T), net.hessian(w, X, T), net.hvp(w, X, T, v),
+              net.hessian_diagonal(w, X, T), net.outer_product(w, X, T)]
+    for value in values:
+        assert np.all(np.isfinite(value))
+
+
+# --- memory -----------------------------------------------------------------------------------------
+
+
+def test_a_hessian_that_cannot_fit_fails_at_once_and_points_to_hvp(monkeypatch):
+    net = small_net()
+    args = valid_arguments(net)
+    monkeypatch.setattr(network, "os_available_memory", lambda: 1000)
+    with pytest.raises(derive.DeriveError, match=r"GiB.*hvp"):
+        net.hessian(args["w"], args["X"], args["T"])
+    assert np.all(np.isfinite(net.hvp(args["w"], args["X"], args["T"], args["v"])))
+
+
+# --- concurrency ------------------------------------------------------------------------------------
+
+
+def test_kernels_give_the_same_results_from_many_threads():
+    nets = [derive.MLP([3, 5, 4, 2], activation=a, loss=l) for a, l in (("tanh", "ce"), ("sigmoid", "sse"))]
+    rng = np.random.default_rng(1)
+    jobs = []
+    for net in nets:
+        X, T = rng.normal(size=(64, 3)), rng.uniform(size=(64, 2))
+        w, v = rng.normal(size=net.n_params), rng.normal(size=net.n_params)
+        jobs += [(net.hessian, (w, X, T)), (net.hvp, (w, X, T, v)), (net.gradient, (w, X, T))]
+    serial = [f(*args) for f, args in jobs]
+    results = [None] * (4 * len(jobs))
+
+    def work(slot):
+        f, args = jobs[slot % len(jobs)]
+        results[slot] = f(*args)
+
+    threads = [threading.Thread(target=work, args=(slot,)) for slot in range(len(results))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for slot, result in enumerate(results):
+        assert np.array_equal(result, serial[slot % len(jobs)])
+
+
+LOAD_SCRIPT = textwrap.dedent("""
+    import sys, derive
+    module = derive.load(sys.argv[1], progress=lambda m: None)
+    print(module.__file__)
+""")
+
+
+def test_two_processes_compiling_the_same_new_activation_both_load_one_module(tmp_path):
+    env = dict(os.environ, DERIVE_CACHE_DIR=str(tmp_path))
+    expression = "a/(1 + a**2) + %d*a" % os.getpid()
+    runs = [subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT, expression], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    paths = {out.strip() for out, _ in outputs}
+    assert len(paths) == 1 and os.path.exists(paths.pop())
+
+
+# --- builds -----------------------------------------------------------------------------------------
+
+
+def leftovers(directory):
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".build-")
+                  or p.suffix in (".so", ".c", ".o", ".pyx"))
+
+
+def test_a_failing_compile_leaves_nothing_behind_and_the_old_kernels_still_load(tmp_path, monkeypatch):
+    monkeypatch.setenv("DERIVE_CACHE_DIR", str(tmp_path))
+    working = derive.load("a*atan(a)", progress=lambda m: None)
+    before = leftovers(tmp_path)
+
+    def broken_compiler():
+        return ["false"]
+
+    monkeypatch.setattr(build, "_compiler", broken_compiler)
+    with pytest.raises(derive.BuildError) as failure:
+        derive.load("a*atan(a) + 1", progress=lambda m: None)
+    assert failure.value.command[0] == "false"
+    assert leftovers(tmp_path) == before
+    monkeypatch.undo()
+    monkeypatch.setenv("DERIVE_CACHE_DIR", str(tmp_path))
+    assert derive.load("a*atan(a)", progress=lambda m: None) is working
+    assert derive.load("tanh").capsule() is not None
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, derive
+    derive.load(sys.argv[1], progress=lambda m: print(m, flush=True))
+""")
+
+
+def test_a_build_killed_mid_compile_leaves_no_module_and_the_next_build_succeeds(tmp_path):
+    env = dict(os.environ, DERIVE_CACHE_DIR=str(tmp_path))
+    expression = "sinh(a)/(1 + cosh(a)) + %d" % os.getpid()
+    run = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, expression], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in run.stdout:
+        if line.startswith("compiling"):
+            time.sleep(0.3)
+            run.send_signal(signal.SIGKILL)
+            break
+    run.wait(timeout=60)
+    assert run.returncode == -signal.SIGKILL
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".so"]
+    env_load = dict(env)
+    done = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, expression], env=env_load,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".build-")]
+
+
+def test_the_cache_key_changes_with_derives_version_and_the_flags(monkeypatch):
+    source = "def f(): return 1\n"
+    key = build.cache_key(source)
+    monkeypatch.setattr(build, "_derive_version", lambda: "999")
+    assert build.cache_key(source) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(build, "compiler_flags", lambda: ["-O1"])
+    assert build.cache_key(source) != key
+
+
+# --- symbolic work ----------------------------------------------------------------------------------
+
+
+def test_a_derivation_that_takes_too_long_is_stopped_with_a_clear_error(monkeypatch):
+    monkeypatch.setenv("DERIVE_TIME_LIMIT", "0.2")
+    slow = derive.Activation.from_expression(
+        "a*tanh(log(1 + exp(a)))*sin(a)**3/(1 + a**2)**2 + atan(a)*erf(a)*exp(-a**2)*cosh(a)/(2 + sinh(a)**2)")
+    started = time.perf_counter()
+    with pytest.raises(derive.DerivationError, match="longer than"):
+        derive.derivation(slow)
+    assert time.perf_counter() - started < 5

@@ -283,13 +283,13 @@ def assert_expression_in_a_or_expression_error(text):
     assert result.free_symbols <= {A}
 
 
-@settings(max_examples=500, deadline=2000, database=None)
+@settings(max_examples=1500, deadline=2000, database=None)
 @given(st.text(max_size=80))
 def test_any_text_gives_an_expression_in_a_or_an_expression_error(text):
     assert_expression_in_a_or_expression_error(text)
 
 
-@settings(max_examples=500, deadline=2000, database=None)
+@settings(max_examples=1500, deadline=2000, database=None)
 @given(token_soup)
 def test_any_token_soup_gives_an_expression_in_a_or_an_expression_error(text):
     assert_expression_in_a_or_expression_error(text)

@@ -11,10 +11,12 @@ import time
 
 import numpy as np
 import pytest
+import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import derive
+import derive.scalar
 from derive import build, network
 
 # --- arrays ----------------------------------------------------------------------------------------
@@ -219,3 +221,42 @@ def test_a_derivation_that_takes_too_long_is_stopped_with_a_clear_error(monkeypa
     with pytest.raises(derive.DerivationError, match="longer than"):
         derive.derivation(slow)
     assert time.perf_counter() - started < 5
+
+
+FUNCTIONS = ["exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh", "atan", "asinh", "erf", "Abs",
+             "sign", "sigmoid", "softplus", "relu", "silu", "gelu"]
+leaves = st.sampled_from(["a", "a", "1", "2", "0.5", "pi", "E", "3"])
+expressions = st.recursive(
+    leaves,
+    lambda inner: st.one_of(
+        st.builds("{}({})".format, st.sampled_from(FUNCTIONS), inner),
+        st.builds("({} {} {})".format, inner, st.sampled_from(["+", "-", "*", "/"]), inner),
+        st.builds("({})**{}".format, inner, st.sampled_from(["2", "3", "-1", "0.5", "a"])),
+        st.builds("Max({}, {})".format, inner, inner),
+        st.builds("Piecewise(({}, a > 0), ({}, True))".format, inner, inner)),
+    max_leaves=8)
+
+
+@pytest.fixture(scope="module")
+def short_time_limit():
+    previous = os.environ.get("DERIVE_TIME_LIMIT")
+    os.environ["DERIVE_TIME_LIMIT"] = "5"
+    yield
+    if previous is None:
+        del os.environ["DERIVE_TIME_LIMIT"]
+    else:
+        os.environ["DERIVE_TIME_LIMIT"] = previous
+
+
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=expressions)
+def test_random_expressions_derive_or_are_refused_clearly(short_time_limit, text):
+    """Each generated expression is accepted and derives (finite closed forms of h, h', h''), or is refused
+    with one of derive's own errors — never another exception, never a hang."""
+    try:
+        derivatives = derive.scalar.derive_scalar(derive.Activation.from_expression(text))
+    except (derive.ExpressionError, derive.DerivationError):
+        return
+    for form in (derivatives.h, derivatives.d1, derivatives.d2):
+        assert not form.has(sympy.Derivative, sympy.Subs, sympy.DiracDelta)

@@ -702,17 +702,31 @@ cdef class Plan:
 
     cdef _block_same(self, Py_ssize_t m, Py_ssize_t C, const double[::1] M, const double[:, ::1] zt,
                      double[:, ::1] H):
-        """Same-layer block: sum_n M_n[k,k'] z~_n[j] z~_n[j'] (5.93L), as one GEMM over samples."""
-        cdef Py_ssize_t e = self.d[m - 1] + 1, dm = self.d[m], k, kp, j, jp
-        cdef double[::1] B = np.empty(C * e * e), P = np.empty(dm * dm * e * e)
+        """Same-layer block: sum_n M_n[k,k'] z~_n[j] z~_n[j'] (5.93L), as one GEMM over samples. M_n is
+        symmetric, so only its entries k <= k' enter the product (half the work); both mirror entries of H
+        are then written."""
+        cdef Py_ssize_t e = self.d[m - 1] + 1, dm = self.d[m], k, kp, j, jp, n, t, tri = dm * (dm + 1) // 2
+        cdef double value
+        cdef double[::1] B = np.empty(C * e * e), P = np.empty(tri * e * e), Mu = np.empty(C * tri)
         with nogil:
+            for n in range(C):
+                t = 0
+                for k in range(dm):
+                    for kp in range(k, dm):
+                        Mu[n * tri + t] = M[(n * dm + k) * dm + kp]
+                        t = t + 1
             outer_rows(&zt[0, 0], e, &zt[0, 0], e, C, &B[0])
-            gemm(True, False, dm * dm, e * e, C, 1.0, &M[0], dm * dm, &B[0], e * e, 0.0, &P[0], e * e)
+            gemm(True, False, tri, e * e, C, 1.0, &Mu[0], tri, &B[0], e * e, 0.0, &P[0], e * e)
+            t = 0
             for k in range(dm):
-                for kp in range(dm):
+                for kp in range(k, dm):
                     for j in range(e):
                         for jp in range(e):
-                            H[self._p(m, k, j), self._p(m, kp, jp)] += P[((k * dm + kp) * e + j) * e + jp]
+                            value = P[(t * e + j) * e + jp]
+                            H[self._p(m, k, j), self._p(m, kp, jp)] += value
+                            if kp != k:
+                                H[self._p(m, kp, jp), self._p(m, k, j)] += value
+                    t = t + 1
 
     cdef inline Py_ssize_t _p(self, Py_ssize_t l, Py_ssize_t unit, Py_ssize_t inp) noexcept nogil:
         """Index in w of the weight from input ``inp`` of layer l to ``unit`` (inp = d_{l-1}: the bias)."""

@@ -46,6 +46,13 @@ class Equation:
         """The equation as LaTeX (no delimiters, no tag)."""
         return "%s = %s" % (latex(self.lhs), latex(self.rhs))
 
+    def markdown(self):
+        """The equation as a GitHub Markdown block: its tag and description, then the math."""
+        return "**(%s)** %s\n\n```math\n%s\n```\n" % (self.tag, self.description, self.latex())
+
+    def _repr_markdown_(self):
+        return self.markdown()
+
     @property
     def tag(self):
         """The tag shown in documents: "5.56", or "5.56, L layers" for an L-layer form."""

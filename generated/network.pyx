@@ -209,6 +209,88 @@ cdef inline void outer_rows(const double* P, Py_ssize_t p, const double* Q, Py_s
                 out[(r * p + a) * q + b] = P[r * p + a] * Q[r * q + b]
 
 
+cdef double* workspace(Py_ssize_t n) except NULL:
+    """n doubles of scratch memory (freed by the caller), or MemoryError."""
+    cdef double* p = <double*>malloc((n if n > 0 else 1) * sizeof(double))
+    if p == NULL:
+        raise MemoryError("derive: cannot allocate %d bytes of working memory" % (n * sizeof(double)))
+    return p
+
+
+cdef bint finite(const double* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double total = 0.0
+    for i in range(n):
+        total = total + x[i] * 0.0   # stays 0.0 unless some x[i] is NaN or infinite
+    return total == 0.0
+
+
+cdef int require_finite(const double[::1] w, const double[:, ::1] X, const double[:, ::1] T,
+                        const double[::1] v) except -1:
+    """ValueError naming the first argument that holds NaN or infinity (one rule: refused, never propagated)."""
+    if not finite(&w[0], w.shape[0]):
+        raise ValueError("w contains NaN or infinite values")
+    if not finite(&X[0, 0], X.shape[0] * X.shape[1]):
+        raise ValueError("X contains NaN or infinite values")
+    if T is not None and not finite(&T[0, 0], T.shape[0] * T.shape[1]):
+        raise ValueError("T contains NaN or infinite values")
+    if v is not None and not finite(&v[0], v.shape[0]):
+        raise ValueError("v contains NaN or infinite values")
+    return 0
+
+
+cdef struct State:
+    # per-sample quantities of every layer, (N, d_l) blocks at offsets N * uoff[l]
+    Py_ssize_t N
+    double* A
+    double* Z
+    double* D1
+    double* D2
+    double* DELTA
+    double* S
+    double* LAM
+
+
+cdef class Chunk:
+    """Working memory of the second-order kernels: the state of all N samples and the scratch of one
+    chunk of C samples (augmented unit outputs, M matrices, G matrices, block products). One malloc."""
+    cdef State st
+    cdef double* memory
+    cdef double** zt
+    cdef double** M
+    cdef double* scratch
+    cdef Py_ssize_t g_size, xs_size
+
+    def __cinit__(self, sizes, Py_ssize_t N, Py_ssize_t C, Py_ssize_t scratch, Py_ssize_t g_size,
+                  Py_ssize_t xs_size):
+        cdef Py_ssize_t L = len(sizes) - 1, l, U = sum(sizes[1:]), n = N * U, K = sizes[L], total, at
+        self.g_size, self.xs_size = g_size, xs_size
+        total = 6 * n + N * K * K + scratch
+        for l in range(L + 1):
+            total += C * (sizes[l] + 1) + C * sizes[l] * sizes[l]
+        self.memory = workspace(total)
+        self.zt = <double**>malloc((L + 1) * sizeof(double*))
+        self.M = <double**>malloc((L + 1) * sizeof(double*))
+        if self.zt == NULL or self.M == NULL:
+            raise MemoryError()
+        self.st.N = N
+        self.st.A, self.st.Z, self.st.D1 = self.memory, self.memory + n, self.memory + 2 * n
+        self.st.D2, self.st.DELTA, self.st.S = self.memory + 3 * n, self.memory + 4 * n, self.memory + 5 * n
+        self.st.LAM = self.memory + 6 * n
+        at = 6 * n + N * K * K
+        for l in range(L + 1):
+            self.zt[l] = self.memory + at
+            at += C * (sizes[l] + 1)
+            self.M[l] = self.memory + at
+            at += C * sizes[l] * sizes[l]
+        self.scratch = self.memory + at
+
+    def __dealloc__(self):
+        free(self.memory)
+        free(self.zt)
+        free(self.M)
+
+
 cdef class Plan:
     """The compiled evaluation plan of one network: sizes, parameter offsets, activations and loss.
 
@@ -356,6 +438,7 @@ cdef class Plan:
         (A, Z, D1, D2, DELTA, S, LAM) and E; D2 and LAM are None without ``second``."""
         cdef Py_ssize_t N = X.shape[0], K = self.d[self.L]
         cdef double E
+        require_finite(w, X, T, None)
         cdef double[::1] A = np.empty(N * self.U), Z = np.empty(N * self.U), D1 = np.empty(N * self.U)
         cdef double[::1] DELTA = np.empty(N * self.U), S = np.empty(N * self.U)
         cdef double[::1] D2 = np.empty(N * self.U if second else 1), LAM = np.empty(N * K * K if second else 1)
@@ -376,52 +459,77 @@ cdef class Plan:
 
     def error(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
         """E = sum over samples of E_n."""
-        cdef Py_ssize_t N = X.shape[0]
+        cdef Py_ssize_t N = X.shape[0], n = N * self.U
         cdef double E
-        cdef double[::1] A = np.empty(N * self.U), Z = np.empty(N * self.U), D1 = np.empty(N * self.U)
-        cdef double[::1] DELTA = np.empty(N * self.U)
-        with nogil:
-            self._forward(&w[0], &X[0, 0], N, &A[0], &Z[0], &D1[0], NULL)
-            E = self._output(&T[0, 0], N, &A[0], &Z[0], &DELTA[0], NULL)
+        require_finite(w, X, T, None)
+        cdef double* work = workspace(4 * n)
+        try:
+            with nogil:
+                self._forward(&w[0], &X[0, 0], N, work, work + n, work + 2 * n, NULL)
+                E = self._output(&T[0, 0], N, work, work + n, work + 3 * n, NULL)
+        finally:
+            free(work)
         return E
 
     def gradient(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
         """(E, gradient (W,)) by backpropagation."""
-        cdef Py_ssize_t N = X.shape[0]
+        cdef Py_ssize_t N = X.shape[0], n = N * self.U
         cdef double E
-        cdef double[::1] A = np.empty(N * self.U), Z = np.empty(N * self.U), D1 = np.empty(N * self.U)
-        cdef double[::1] DELTA = np.empty(N * self.U), S = np.empty(N * self.U), g = np.empty(self.n_params)
-        with nogil:
-            self._forward(&w[0], &X[0, 0], N, &A[0], &Z[0], &D1[0], NULL)
-            E = self._output(&T[0, 0], N, &A[0], &Z[0], &DELTA[0], NULL)
-            self._backward(&w[0], &X[0, 0], N, &Z[0], &D1[0], &DELTA[0], &S[0], &g[0])
-        return E, np.asarray(g)
+        require_finite(w, X, T, None)
+        g = np.empty(self.n_params)
+        cdef double[::1] gv = g
+        cdef double* work = workspace(5 * n)
+        try:
+            with nogil:
+                self._forward(&w[0], &X[0, 0], N, work, work + n, work + 2 * n, NULL)
+                E = self._output(&T[0, 0], N, work, work + n, work + 3 * n, NULL)
+                self._backward(&w[0], &X[0, 0], N, work + n, work + 2 * n, work + 3 * n, work + 4 * n, &gv[0])
+        finally:
+            free(work)
+        return E, g
 
     def hvp(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T, const double[::1] v):
         """H v (W,) by the R-operator, never forming H."""
-        cdef Py_ssize_t N = X.shape[0], widest = 1, l
+        cdef Py_ssize_t N = X.shape[0], n = N * self.U, K = self.d[self.L], widest = 1, l
         for l in range(self.L + 1):
             widest = max(widest, self.d[l])
-        (A_, Z_, D1_, D2_, DELTA_, S_, LAM_), E = self._state(w, X, T, True)
-        cdef double[::1] A = A_, Z = Z_, D1 = D1_, D2 = D2_, DELTA = DELTA_, S = S_, LAM = LAM_
-        cdef double[::1] RA = np.empty(N * self.U), RZ = np.empty(N * self.U), RDELTA = np.empty(N * self.U)
-        cdef double[::1] U = np.empty(N * widest), R = np.empty(N * widest), hv = np.empty(self.n_params)
-        with nogil:
-            self._r_pass(&w[0], &v[0], &X[0, 0], N, &Z[0], &D1[0], &D2[0], &A[0], &DELTA[0], &S[0], &LAM[0],
-                         &RA[0], &RZ[0], &RDELTA[0], &U[0], &R[0], &hv[0])
-        return np.asarray(hv)
+        require_finite(w, X, T, v)
+        hv = np.empty(self.n_params)
+        cdef double[::1] hvv = hv
+        # A Z D1 D2 DELTA S RA RZ RDELTA | LAM | U R
+        cdef double* work = workspace(9 * n + N * K * K + 2 * N * widest)
+        cdef double* LAM = work + 9 * n
+        cdef double* U = LAM + N * K * K
+        try:
+            with nogil:
+                self._forward(&w[0], &X[0, 0], N, work, work + n, work + 2 * n, work + 3 * n)
+                self._output(&T[0, 0], N, work, work + n, work + 4 * n, LAM)
+                self._backward(&w[0], &X[0, 0], N, work + n, work + 2 * n, work + 4 * n, work + 5 * n, NULL)
+                self._r_pass(&w[0], &v[0], &X[0, 0], N, work + n, work + 2 * n, work + 3 * n, work,
+                             work + 4 * n, work + 5 * n, LAM, work + 6 * n, work + 7 * n, work + 8 * n,
+                             U, U + N * widest, &hvv[0])
+        finally:
+            free(work)
+        return hv
 
     def hessian(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T, Py_ssize_t chunk=0):
         """The exact Hessian (W, W) by second-order backpropagation (5.92-5.95, L-layer forms),
         assembled block by block with BLAS, in chunks of ``chunk`` samples (0: automatic)."""
-        cdef Py_ssize_t N = X.shape[0], c0, C
-        (A, Z, D1, D2, DELTA, S, LAM), E = self._state(w, X, T, True)
-        H = np.zeros((self.n_params, self.n_params))
+        cdef Py_ssize_t N = X.shape[0], W = self.n_params, C, c0
+        require_finite(w, X, T, None)
         C = chunk if chunk > 0 else self._chunk_size(N)
-        for c0 in range(0, N, C):
-            self._hessian_chunk(w, X, Z, D1, D2, DELTA, S, LAM, N, c0, min(C, N - c0), H)
+        C = min(C, N)
+        H = np.zeros((W, W))
+        cdef double[:, ::1] Hv = H
+        cdef Chunk ch = self._chunk(N, C)
+        with nogil:
+            self._second_order_state(&w[0], &X[0, 0], &T[0, 0], N, &ch.st)
+            c0 = 0
+            while c0 < N:
+                self._hessian_chunk(&w[0], &X[0, 0], &ch.st, c0, min(C, N - c0), ch, &Hv[0, 0])
+                c0 += C
         # blocks were filled for (row layer m) >= (column layer l); mirror them
-        iu = np.triu_indices(self.n_params, 1)
+        iu = np.triu_indices(W, 1)
         H[iu] = H.T[iu]
         return H
 
@@ -447,26 +555,27 @@ cdef class Plan:
         """diag(H) (W,) without forming H: 5.79 with the exact M(l) of the M recursion (5.92L), or, with
         ``exact=False``, the Becker-LeCun approximation (5.81), whose m(l) recursion keeps diagonals only."""
         cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], L = self.L, l, n, j, k, c0, C
+        diag = np.zeros(self.n_params)
+        cdef double[::1] dv = diag
+        cdef Chunk ch
+        if exact:
+            require_finite(w, X, T, None)
+            C = min(N, self._chunk_size(N))
+            ch = self._chunk(N, C)
+            with nogil:
+                self._second_order_state(&w[0], &X[0, 0], &T[0, 0], N, &ch.st)
+                c0 = 0
+                while c0 < N:
+                    self._diagonal_chunk(&w[0], &X[0, 0], &ch.st, c0, min(C, N - c0), ch, &dv[0])
+                    c0 += C
+            return diag
         (A, Z, D1_, D2_, DELTA, S_, LAM_), E = self._state(w, X, T, True)
         cdef double[::1] D1 = D1_, D2 = D2_, S = S_, LAM = LAM_, mcur, mup, W2, q
-        diag = np.zeros(self.n_params)
-        if exact:
-            C = self._chunk_size(N)
-            for c0 in range(0, N, C):
-                C = min(C, N - c0)
-                Ms = self._m_chunk(w, D1, D2, S, LAM, N, c0, C)
-                Zt = self._augmented(X, Z, N, c0, C)
-                for l in range(1, L + 1):
-                    mcur = np.ascontiguousarray(np.asarray(Ms[l]).reshape(C, self.d[l], self.d[l])
-                                                .diagonal(axis1=1, axis2=2)).ravel()
-                    self._add_diagonal(l, C, mcur, Zt[l - 1], diag)                  # 5.79
-            return diag
-        mup = np.empty(N * K)
-        for n in range(N):
-            for k in range(K):
-                mup[n * K + k] = LAM[n * K * K + k * K + k]
+        cdef double[:, ::1] zt
         Zt = self._augmented(X, Z, N, 0, N)
-        self._add_diagonal(L, N, mup, Zt[L - 1], diag)
+        zt = Zt[L - 1]
+        self._add_diagonal(L, N, &LAM[0], K * K, K + 1, &zt[0, 0], &dv[0])           # 5.79 with M(L) = Lambda
+        mup = np.ascontiguousarray(np.asarray(LAM).reshape(N, K, K).diagonal(axis1=1, axis2=2)).ravel()
         for l in range(L - 1, 0, -1):
             W2 = np.square(np.asarray(w[self.woff[l + 1]:self.boff[l + 1]]))
             q = np.empty(N * self.d[l])
@@ -476,7 +585,8 @@ cdef class Plan:
                      0.0, &q[0], self.d[l])
                 derive_becker_lecun(&D1[N * self.uoff[l]], &D2[N * self.uoff[l]], &q[0], &S[N * self.uoff[l]],
                                     &mcur[0], N * self.d[l])                         # 5.81
-            self._add_diagonal(l, N, mcur, Zt[l - 1], diag)                          # 5.79
+            zt = Zt[l - 1]
+            self._add_diagonal(l, N, &mcur[0], self.d[l], 1, &zt[0, 0], &dv[0])      # 5.79
             mup = mcur
         return diag
 
@@ -639,94 +749,138 @@ cdef class Plan:
                                 J[(n * K + k) * W + self._p(l, j, i)] = b[((c0 + n) * K + k) * self.d[l] + j] * zt[n, i]
         return J
 
-    cdef _add_diagonal(self, Py_ssize_t l, Py_ssize_t C, const double[::1] m, const double[:, ::1] zt,
-                       double[::1] diag):
-        """diag(H) of layer l += sum_n m_n[j] z~_n[i]^2 (5.79), m_n[j] = d^2E_n/da_j^2 (C*d_l)."""
-        cdef Py_ssize_t n, j, i, e = self.d[l - 1] + 1
-        with nogil:
-            for n in range(C):
-                for j in range(self.d[l]):
-                    for i in range(e):
-                        diag[self._p(l, j, i)] += m[n * self.d[l] + j] * zt[n, i] * zt[n, i]
-
     cdef Py_ssize_t _chunk_size(self, Py_ssize_t N):
-        cdef Py_ssize_t per_sample = 1, l, m, e_l, e_m
+        """Samples per chunk of the Hessian assembly, so that its scratch memory stays near 128 MiB."""
+        cdef Py_ssize_t per_sample = self._scratch(1), l
+        for l in range(1, self.L + 1):
+            per_sample += self.d[l - 1] + 1 + self.d[l] * self.d[l]
+        return max(1, min(N, (1 << 24) // per_sample))
+
+    cdef Chunk _chunk(self, Py_ssize_t N, Py_ssize_t C):
+        """The working memory of a second-order kernel over N samples in chunks of C."""
+        cdef Py_ssize_t l, m, g_size = 1, xs_size = 1
         for m in range(1, self.L + 1):
-            for l in range(1, m + 1):
-                e_l = self.d[l - 1] + 1
-                e_m = self.d[m - 1] + 1
-                per_sample = max(per_sample, self.d[m] * self.d[l] + e_m * e_l + self.d[m] * e_l
-                                 + self.d[m - 1] * self.d[l] + 2 * self.d[m] * self.d[m])
-        return max(1, min(N, (1 << 23) // per_sample))
+            for l in range(1, m):
+                g_size = max(g_size, C * self.d[m] * self.d[l])
+                xs_size = max(xs_size, self.d[m - 1] * self.d[l])
+        return Chunk([self.d[l] for l in range(self.L + 1)], N, C, self._scratch(C), g_size, xs_size)
 
-    cdef _hessian_chunk(self, const double[::1] w, const double[:, ::1] X, const double[::1] Z,
-                        const double[::1] D1, const double[::1] D2, const double[::1] DELTA,
-                        const double[::1] S, const double[::1] LAM, Py_ssize_t N, Py_ssize_t c0,
-                        Py_ssize_t C, double[:, ::1] H):
-        cdef Py_ssize_t l, m, n, j, i, k, jp
-        cdef Py_ssize_t L = self.L
-        Zt = self._augmented(X, Z, N, c0, C)
-        Ms = self._m_chunk(w, D1, D2, S, LAM, N, c0, C)
-        for l in range(1, L + 1):
-            self._block_same(l, C, Ms[l], Zt[l - 1], H)                              # 5.93L
-            G = None
-            for m in range(l + 1, L + 1):
-                G_below, G = G, self._g_next(w, D1, N, c0, C, l, m, G)               # 5.95L, G recursion
-                self._block_cross(D1, DELTA, N, c0, C, l, m, Ms[m], G, G_below, Zt, H)  # 5.95L
+    cdef Py_ssize_t _scratch(self, Py_ssize_t C):
+        """Doubles of scratch a chunk of C samples needs (M recursion, G recursion and the largest block)."""
+        cdef Py_ssize_t l, m, dl, dm, dp, el, em, g = 1, xs = 1, rest = 1, tri
+        for l in range(1, self.L):
+            rest = max(rest, C * self.d[l + 1] * self.d[l] + self.d[l] * self.d[l])          # T1, P
+        for m in range(1, self.L + 1):
+            dm, em = self.d[m], self.d[m - 1] + 1
+            tri = dm * (dm + 1) // 2
+            rest = max(rest, C * tri + C * em * em + tri * em * em)                         # Mu, B, P
+            for l in range(1, m):
+                dl, dp, el = self.d[l], self.d[m - 1], self.d[l - 1] + 1
+                g = max(g, C * dm * dl)
+                xs = max(xs, dp * dl)
+                rest = max(rest, C * dm * dl + C * em * el + dm * dl * em * el + C * dm * el
+                           + max(dm * el * dl, C * dp * dl + dm * el * dp * dl))
+        return 2 * g + xs + rest
 
-    cdef list _m_chunk(self, const double[::1] w, const double[::1] D1, const double[::1] D2,
-                       const double[::1] S, const double[::1] LAM, Py_ssize_t N, Py_ssize_t c0, Py_ssize_t C):
-        """M(l) of samples c0..c0+C as flat (C*d_l*d_l) arrays, indexed by l: M(L) = Lambda, then the M
-        recursion (5.92L) downwards."""
-        cdef Py_ssize_t l, n, L = self.L
-        cdef double[::1] Mup, Mcur, T1, P
-        Ms = [None] * (L + 1)
-        Ms[L] = np.asarray(LAM[c0 * self.d[L] * self.d[L]:(c0 + C) * self.d[L] * self.d[L]])
-        for l in range(L - 1, 0, -1):
-            Mup = Ms[l + 1]
-            Mcur = np.empty(C * self.d[l] * self.d[l])
-            T1 = np.empty(C * self.d[l + 1] * self.d[l])
-            P = np.empty(self.d[l] * self.d[l])
-            with nogil:
-                gemm(False, False, C * self.d[l + 1], self.d[l], self.d[l + 1], 1.0, &Mup[0], self.d[l + 1],
-                     &w[self.woff[l + 1]], self.d[l], 0.0, &T1[0], self.d[l])
-                for n in range(C):
-                    gemm(True, False, self.d[l], self.d[l], self.d[l + 1], 1.0, &w[self.woff[l + 1]], self.d[l],
-                         &T1[n * self.d[l + 1] * self.d[l]], self.d[l], 0.0, &P[0], self.d[l])
-                    derive_m_hidden(&D1[N * self.uoff[l] + (c0 + n) * self.d[l]],
-                                    &D2[N * self.uoff[l] + (c0 + n) * self.d[l]],
-                                    &S[N * self.uoff[l] + (c0 + n) * self.d[l]], &P[0],
-                                    &Mcur[n * self.d[l] * self.d[l]], self.d[l])
-            Ms[l] = np.asarray(Mcur)
-        return Ms
+    cdef void _second_order_state(self, const double* w, const double* X, const double* T, Py_ssize_t N,
+                                  State* st) noexcept nogil:
+        """Forward pass with h'', output layer with Lambda, backpropagation: everything 5.92-5.95 start from."""
+        self._forward(w, X, N, st.A, st.Z, st.D1, st.D2)
+        self._output(T, N, st.A, st.Z, st.DELTA, st.LAM)
+        self._backward(w, X, N, st.Z, st.D1, st.DELTA, st.S, NULL)
 
-    cdef _block_same(self, Py_ssize_t m, Py_ssize_t C, const double[::1] M, const double[:, ::1] zt,
-                     double[:, ::1] H):
+    cdef void _prepare_chunk(self, const double* w, const double* X, State* st, Py_ssize_t c0, Py_ssize_t C,
+                             Chunk ch) noexcept nogil:
+        """z~(l) = [z(l) | 1] (a bias is a weight from a unit fixed at 1) and the M recursion (5.92L) for
+        samples c0..c0+C: M(L) = Lambda, M(l) = D W(l+1)^T M(l+1) W(l+1) D + diag(h'' s)."""
+        cdef Py_ssize_t l, n, N = st.N
+        cdef double* T1 = ch.scratch
+        cdef double* P
+        augment(X + c0 * self.d[0], C, self.d[0], ch.zt[0])
+        for l in range(1, self.L):
+            augment(st.Z + N * self.uoff[l] + c0 * self.d[l], C, self.d[l], ch.zt[l])
+        ch.M[self.L] = st.LAM + c0 * self.d[self.L] * self.d[self.L]
+        for l in range(self.L - 1, 0, -1):
+            P = T1 + C * self.d[l + 1] * self.d[l]
+            gemm(False, False, C * self.d[l + 1], self.d[l], self.d[l + 1], 1.0, ch.M[l + 1], self.d[l + 1],
+                 w + self.woff[l + 1], self.d[l], 0.0, T1, self.d[l])
+            for n in range(C):
+                gemm(True, False, self.d[l], self.d[l], self.d[l + 1], 1.0, w + self.woff[l + 1], self.d[l],
+                     T1 + n * self.d[l + 1] * self.d[l], self.d[l], 0.0, P, self.d[l])
+                derive_m_hidden(st.D1 + N * self.uoff[l] + (c0 + n) * self.d[l],
+                                st.D2 + N * self.uoff[l] + (c0 + n) * self.d[l],
+                                st.S + N * self.uoff[l] + (c0 + n) * self.d[l], P,
+                                ch.M[l] + n * self.d[l] * self.d[l], self.d[l])
+
+    cdef void _hessian_chunk(self, const double* w, const double* X, State* st, Py_ssize_t c0, Py_ssize_t C,
+                             Chunk ch, double* H) noexcept nogil:
+        """Add the chunk's contribution to every block (l <= m) of H."""
+        cdef Py_ssize_t l, m, gsize = ch.g_size
+        cdef double* G
+        cdef double* G_below
+        cdef double* swap
+        cdef double* Xs = ch.scratch + 2 * gsize
+        cdef double* rest = Xs + ch.xs_size
+        self._prepare_chunk(w, X, st, c0, C, ch)
+        for l in range(1, self.L + 1):
+            self._block_same(l, C, ch.M[l], ch.zt[l - 1], rest, H)                          # 5.93L
+            G, G_below = ch.scratch, ch.scratch + gsize
+            for m in range(l + 1, self.L + 1):
+                swap = G_below
+                G_below = G
+                G = swap
+                self._g_next(w, st, c0, C, l, m, G_below, G, Xs)                          # 5.95L, G recursion
+                self._block_cross(st, c0, C, l, m, ch.M[m], G, G_below, ch.zt[l - 1], ch.zt[m - 1],
+                                  rest, H)                                                # 5.95L
+
+    cdef void _diagonal_chunk(self, const double* w, const double* X, State* st, Py_ssize_t c0, Py_ssize_t C,
+                              Chunk ch, double* diag) noexcept nogil:
+        """diag(H) += sum_n M_n[j,j] z~_n[i]^2 over the chunk (5.79), with the exact M of 5.92L."""
+        cdef Py_ssize_t l
+        self._prepare_chunk(w, X, st, c0, C, ch)
+        for l in range(1, self.L + 1):
+            self._add_diagonal(l, C, ch.M[l], self.d[l] * self.d[l], self.d[l] + 1, ch.zt[l - 1], diag)
+
+    cdef void _add_diagonal(self, Py_ssize_t l, Py_ssize_t C, const double* m, Py_ssize_t per_sample,
+                            Py_ssize_t per_unit, const double* zt, double* diag) noexcept nogil:
+        """diag(H) of layer l += sum_n m_n[j] z~_n[i]^2 (5.79), m_n[j] = m[n per_sample + j per_unit]."""
+        cdef Py_ssize_t n, j, i, e = self.d[l - 1] + 1
+        cdef double mj
+        for n in range(C):
+            for j in range(self.d[l]):
+                mj = m[n * per_sample + j * per_unit]
+                for i in range(e):
+                    diag[self._p(l, j, i)] += mj * zt[n * e + i] * zt[n * e + i]
+
+    cdef void _block_same(self, Py_ssize_t m, Py_ssize_t C, const double* M, const double* zt, double* scratch,
+                          double* H) noexcept nogil:
         """Same-layer block: sum_n M_n[k,k'] z~_n[j] z~_n[j'] (5.93L), as one GEMM over samples. M_n is
         symmetric, so only its entries k <= k' enter the product (half the work); both mirror entries of H
         are then written."""
-        cdef Py_ssize_t e = self.d[m - 1] + 1, dm = self.d[m], k, kp, j, jp, n, t, tri = dm * (dm + 1) // 2
+        cdef Py_ssize_t e = self.d[m - 1] + 1, dm = self.d[m], k, kp, j, jp, n, t, W = self.n_params
+        cdef Py_ssize_t tri = dm * (dm + 1) // 2
         cdef double value
-        cdef double[::1] B = np.empty(C * e * e), P = np.empty(tri * e * e), Mu = np.empty(C * tri)
-        with nogil:
-            for n in range(C):
-                t = 0
-                for k in range(dm):
-                    for kp in range(k, dm):
-                        Mu[n * tri + t] = M[(n * dm + k) * dm + kp]
-                        t = t + 1
-            outer_rows(&zt[0, 0], e, &zt[0, 0], e, C, &B[0])
-            gemm(True, False, tri, e * e, C, 1.0, &Mu[0], tri, &B[0], e * e, 0.0, &P[0], e * e)
+        cdef double* Mu = scratch
+        cdef double* B = Mu + C * tri
+        cdef double* P = B + C * e * e
+        for n in range(C):
             t = 0
             for k in range(dm):
                 for kp in range(k, dm):
-                    for j in range(e):
-                        for jp in range(e):
-                            value = P[(t * e + j) * e + jp]
-                            H[self._p(m, k, j), self._p(m, kp, jp)] += value
-                            if kp != k:
-                                H[self._p(m, kp, jp), self._p(m, k, j)] += value
+                    Mu[n * tri + t] = M[(n * dm + k) * dm + kp]
                     t = t + 1
+        outer_rows(zt, e, zt, e, C, B)
+        gemm(True, False, tri, e * e, C, 1.0, Mu, tri, B, e * e, 0.0, P, e * e)
+        t = 0
+        for k in range(dm):
+            for kp in range(k, dm):
+                for j in range(e):
+                    for jp in range(e):
+                        value = P[(t * e + j) * e + jp]
+                        H[self._p(m, k, j) * W + self._p(m, kp, jp)] += value
+                        if kp != k:
+                            H[self._p(m, kp, jp) * W + self._p(m, k, j)] += value
+                t = t + 1
 
     cdef inline Py_ssize_t _p(self, Py_ssize_t l, Py_ssize_t unit, Py_ssize_t inp) noexcept nogil:
         """Index in w of the weight from input ``inp`` of layer l to ``unit`` (inp = d_{l-1}: the bias)."""
@@ -734,84 +888,63 @@ cdef class Plan:
             return self.boff[l] + unit
         return self.woff[l] + unit * self.d[l - 1] + inp
 
-    cdef _g_next(self, const double[::1] w, const double[::1] D1, Py_ssize_t N, Py_ssize_t c0, Py_ssize_t C,
-                 Py_ssize_t l, Py_ssize_t m, G):
-        """G(m,l)_n = W(m) D(m-1)_n G(m-1,l)_n (G(l,l) = I), for the chunk: (C, d_m, d_l)."""
+    cdef void _g_next(self, const double* w, State* st, Py_ssize_t c0, Py_ssize_t C, Py_ssize_t l, Py_ssize_t m,
+                      const double* G_below, double* G, double* Xs) noexcept nogil:
+        """G(m,l)_n = W(m) D(m-1)_n G(m-1,l)_n (G(l,l) = I) for the chunk: (C, d_m, d_l)."""
         cdef Py_ssize_t n, p, j, dl = self.d[l], dm = self.d[m], dp = self.d[m - 1]
-        cdef double[::1] out = np.empty(C * dm * dl), Xs = np.empty(dp * dl)
-        cdef double[::1] Gp
         cdef const double* d1
-        with nogil:
-            for n in range(C):
-                d1 = &D1[N * self.uoff[m - 1] + (c0 + n) * dp]
-                if m == l + 1:
-                    for p in range(dm):
-                        for j in range(dl):
-                            out[(n * dm + p) * dl + j] = w[self.woff[m] + p * dp + j] * d1[j]
-        if m > l + 1:
-            Gp = G
-            with nogil:
-                for n in range(C):
-                    d1 = &D1[N * self.uoff[m - 1] + (c0 + n) * dp]
-                    for p in range(dp):
-                        for j in range(dl):
-                            Xs[p * dl + j] = d1[p] * Gp[(n * dp + p) * dl + j]
-                    gemm(False, False, dm, dl, dp, 1.0, &w[self.woff[m]], dp, &Xs[0], dl, 0.0,
-                         &out[n * dm * dl], dl)
-        return np.asarray(out)
-
-    cdef _block_cross(self, const double[::1] D1, const double[::1] DELTA, Py_ssize_t N,
-                      Py_ssize_t c0, Py_ssize_t C, Py_ssize_t l, Py_ssize_t m, const double[::1] M,
-                      const double[::1] G, G_below, Zt, double[:, ::1] H):
-        """Cross-layer block l < m (5.95L): z~(l-1)_i [ (M(m) G(m,l))_kj z~(m-1)_j'
-        + delta(m)_k h'(a(m-1)_j') G(m-1,l)_j'j ], each term one GEMM over samples."""
-        cdef Py_ssize_t dl = self.d[l], dm = self.d[m], dp = self.d[m - 1]
-        cdef Py_ssize_t el = self.d[l - 1] + 1, em = dp + 1, n, k, j, jp, i, p
-        cdef const double[:, ::1] zl = Zt[l - 1]
-        cdef const double[:, ::1] zm = Zt[m - 1]
-        cdef double[::1] MG = np.empty(C * dm * dl), B = np.empty(C * em * el), P1 = np.empty(dm * dl * em * el)
-        cdef double[::1] Cf = np.empty(C * dm * el)
-        cdef double[::1] Ef, P2, Q
-        cdef const double* d1
-        with nogil:
-            for n in range(C):
-                gemm(False, False, dm, dl, dm, 1.0, &M[n * dm * dm], dm, &G[n * dm * dl], dl, 0.0,
-                     &MG[n * dm * dl], dl)
-            outer_rows(&zm[0, 0], em, &zl[0, 0], el, C, &B[0])
-            gemm(True, False, dm * dl, em * el, C, 1.0, &MG[0], dm * dl, &B[0], em * el, 0.0, &P1[0], em * el)
-            for k in range(dm):
-                for j in range(dl):
-                    for jp in range(em):
-                        for i in range(el):
-                            H[self._p(m, k, jp), self._p(l, j, i)] += P1[((k * dl + j) * em + jp) * el + i]
-            outer_rows(&DELTA[N * self.uoff[m] + c0 * dm], dm, &zl[0, 0], el, C, &Cf[0])
-        if m == l + 1:
-            Q = np.empty(dm * el * dl)
-            with nogil:
-                gemm(True, False, dm * el, dl, C, 1.0, &Cf[0], dm * el, &D1[N * self.uoff[l] + c0 * dl], dl,
-                     0.0, &Q[0], dl)
-                for k in range(dm):
-                    for i in range(el):
-                        for j in range(dl):
-                            H[self._p(m, k, j), self._p(l, j, i)] += Q[(k * el + i) * dl + j]
-        else:
-            Ef = np.empty(C * dp * dl)
-            P2 = np.empty(dm * el * dp * dl)
-            self._e_rows(D1, N, c0, C, m, dl, G_below, Ef)
-            with nogil:
-                gemm(True, False, dm * el, dp * dl, C, 1.0, &Cf[0], dm * el, &Ef[0], dp * dl, 0.0, &P2[0], dp * dl)
-                for k in range(dm):
-                    for i in range(el):
-                        for jp in range(dp):
-                            for j in range(dl):
-                                H[self._p(m, k, jp), self._p(l, j, i)] += P2[((k * el + i) * dp + jp) * dl + j]
-
-    cdef _e_rows(self, const double[::1] D1, Py_ssize_t N, Py_ssize_t c0, Py_ssize_t C, Py_ssize_t m,
-                 Py_ssize_t dl, const double[::1] Gb, double[::1] Ef):
-        """E_n[j', j] = h'(a(m-1)_j') G(m-1,l)_n[j', j]."""
-        cdef Py_ssize_t n, p, j, dp = self.d[m - 1]
-        with nogil:
-            for n in range(C):
+        for n in range(C):
+            d1 = st.D1 + st.N * self.uoff[m - 1] + (c0 + n) * dp
+            if m == l + 1:
+                for p in range(dm):
+                    for j in range(dl):
+                        G[(n * dm + p) * dl + j] = w[self.woff[m] + p * dp + j] * d1[j]
+            else:
                 for p in range(dp):
                     for j in range(dl):
-                        Ef[(n * dp + p) * dl + j] = D1[N * self.uoff[m - 1] + (c0 + n) * dp + p] * Gb[(n * dp + p) * dl + j]
+                        Xs[p * dl + j] = d1[p] * G_below[(n * dp + p) * dl + j]
+                gemm(False, False, dm, dl, dp, 1.0, w + self.woff[m], dp, Xs, dl, 0.0, G + n * dm * dl, dl)
+
+    cdef void _block_cross(self, State* st, Py_ssize_t c0, Py_ssize_t C, Py_ssize_t l, Py_ssize_t m,
+                           const double* M, const double* G, const double* G_below, const double* zl,
+                           const double* zm, double* scratch, double* H) noexcept nogil:
+        """Cross-layer block l < m (5.95L): z~(l-1)_i [ (M(m) G(m,l))_kj z~(m-1)_j'
+        + delta(m)_k h'(a(m-1)_j') G(m-1,l)_j'j ], each term one GEMM over samples."""
+        cdef Py_ssize_t dl = self.d[l], dm = self.d[m], dp = self.d[m - 1], N = st.N, W = self.n_params
+        cdef Py_ssize_t el = self.d[l - 1] + 1, em = dp + 1, n, k, j, jp, i, p
+        cdef double* MG = scratch
+        cdef double* B = MG + C * dm * dl
+        cdef double* P1 = B + C * em * el
+        cdef double* Cf = P1 + dm * dl * em * el
+        cdef double* Q = Cf + C * dm * el
+        cdef double* Ef = Q
+        cdef double* P2 = Ef + C * dp * dl
+        for n in range(C):
+            gemm(False, False, dm, dl, dm, 1.0, M + n * dm * dm, dm, G + n * dm * dl, dl, 0.0, MG + n * dm * dl, dl)
+        outer_rows(zm, em, zl, el, C, B)
+        gemm(True, False, dm * dl, em * el, C, 1.0, MG, dm * dl, B, em * el, 0.0, P1, em * el)
+        for k in range(dm):
+            for j in range(dl):
+                for jp in range(em):
+                    for i in range(el):
+                        H[self._p(m, k, jp) * W + self._p(l, j, i)] += P1[((k * dl + j) * em + jp) * el + i]
+        outer_rows(st.DELTA + N * self.uoff[m] + c0 * dm, dm, zl, el, C, Cf)
+        if m == l + 1:   # G(l,l) = I: the second term lives on j' = j
+            gemm(True, False, dm * el, dl, C, 1.0, Cf, dm * el, st.D1 + N * self.uoff[l] + c0 * dl, dl,
+                 0.0, Q, dl)
+            for k in range(dm):
+                for i in range(el):
+                    for j in range(dl):
+                        H[self._p(m, k, j) * W + self._p(l, j, i)] += Q[(k * el + i) * dl + j]
+            return
+        for n in range(C):   # E_n[j', j] = h'(a(m-1)_j') G(m-1,l)_n[j', j]
+            for p in range(dp):
+                for j in range(dl):
+                    Ef[(n * dp + p) * dl + j] = (st.D1[N * self.uoff[m - 1] + (c0 + n) * dp + p]
+                                                 * G_below[(n * dp + p) * dl + j])
+        gemm(True, False, dm * el, dp * dl, C, 1.0, Cf, dm * el, Ef, dp * dl, 0.0, P2, dp * dl)
+        for k in range(dm):
+            for i in range(el):
+                for jp in range(dp):
+                    for j in range(dl):
+                        H[self._p(m, k, jp) * W + self._p(l, j, i)] += P2[((k * el + i) * dp + jp) * dl + j]

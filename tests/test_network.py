@@ -164,3 +164,11 @@ def test_bad_network_specifications_are_refused():
         derive.MLP([3, 4, 2], activation=["tanh", "tanh"])
     with pytest.raises(derive.ExpressionError):
         derive.MLP([3, 4, 2], activation="__import__('os').system('x')")
+
+
+def test_hessian_assembled_in_chunks_of_samples_is_the_same():
+    net = derive.MLP([3, 4, 5, 2], activation="tanh", loss="ce")
+    w, X, T = problem(net, seed=3)
+    whole = net.hessian(w, X, T)
+    for chunk in (1, 2, 3):
+        assert rel(net._plan.hessian(w, X, T, chunk), whole) <= 1e-13

@@ -1,0 +1,123 @@
+"""Timing, peak memory, the machine's GEMM rate, time estimates and the agreement of results."""
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long to time one cell (one kernel of one implementation on one case).
+
+    After a warm-up call, calls are repeated until at least ``min_reps`` were timed and together they
+    took ``target`` seconds, or ``max_reps`` were timed. A first call that takes ``single`` seconds or
+    more is the only measurement (the cell would otherwise cost at least 4 × single). A peer's
+    Hessian, diagonal or outer product whose estimated time exceeds ``peer_limit`` seconds is
+    skipped; so is a peer Hessian of more than ``peer_max_params`` parameters."""
+    target: float
+    min_reps: int
+    max_reps: int
+    single: float
+    peer_limit: float
+    peer_max_params: float
+    memory: float  # bytes a peer's batched Hessian tangents may take (see problems.hessian_chunk)
+
+
+FULL = Budget(target=0.5, min_reps=3, max_reps=100, single=15.0, peer_limit=120.0,
+              peer_max_params=float("inf"), memory=1e9)
+QUICK = Budget(target=0.1, min_reps=3, max_reps=20, single=0.5, peer_limit=20.0,
+               peer_max_params=3000, memory=1e9)
+
+
+@dataclass
+class Timing:
+    """The timed calls of one cell; ``result`` is the first call's result."""
+    times: list
+    result: object = field(repr=False)
+    peak_mib: float = None
+
+    @property
+    def median(self):
+        return float(np.median(self.times))
+
+    @property
+    def single(self):
+        return len(self.times) == 1
+
+
+def time_calls(fn, budget, trace_memory=False):
+    """Time ``fn()`` by the rules of ``budget``; with ``trace_memory`` the first call also reports
+    its peak of traced (Python and NumPy) allocations in MiB."""
+    start = time.perf_counter()
+    result, peak = peak_mib(fn) if trace_memory else (fn(), None)
+    first = time.perf_counter() - start
+    if first >= budget.single:
+        return Timing([first], result, peak)
+    times = []
+    while len(times) < budget.min_reps or (sum(times) < budget.target and len(times) < budget.max_reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return Timing(times, result, peak)
+
+
+def peak_mib(fn):
+    """(fn(), peak MiB allocated during the call), by tracemalloc; NumPy reports its array buffers to
+    tracemalloc, so this counts every array a NumPy-allocating kernel creates."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        result = fn()
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return result, peak / 2**20
+
+
+def gemm_rate(n=2000, reps=5):
+    """float64 GEMM rate of this machine in flop/s: the median of ``reps`` n × n products, 2n³ flops."""
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(n, n)), rng.normal(size=(n, n))
+    A @ B
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        A @ B
+        times.append(time.perf_counter() - start)
+    return 2.0 * n**3 / float(np.median(times))
+
+
+def relative_error(result, reference):
+    """max |result − reference| / max |reference|."""
+    result, reference = np.asarray(result), np.asarray(reference)
+    if result.shape != reference.shape:
+        return float("inf")
+    scale = max(float(np.max(np.abs(reference))), np.finfo(float).tiny)
+    return float(np.max(np.abs(result - reference))) / scale
+
+
+def cost(problem, kernel):
+    """The leading-order cost of a peer's kernel, for scaling a measured time to another problem."""
+    N, W, K = problem.N, problem.n_params, problem.K
+    return {"gradient": N * W, "hvp": N * W, "jacobian": N * K * W,
+            "hessian": N * W * W, "diagonal": N * W * W, "outer": N * K * W * W}[kernel]
+
+
+class Estimator:
+    """Estimates a cell's seconds from the same implementation's last measurement of that kernel and
+    loss on an earlier problem, scaled by :func:`cost`."""
+
+    def __init__(self):
+        self.last = {}
+
+    def record(self, impl, kernel, loss, problem, seconds):
+        self.last[impl, kernel, loss] = (cost(problem, kernel), seconds)
+
+    def estimate(self, impl, kernel, loss, problem):
+        """Estimated seconds, or None without an earlier measurement."""
+        if (impl, kernel, loss) not in self.last:
+            return None
+        measured_cost, seconds = self.last[impl, kernel, loss]
+        return seconds * cost(problem, kernel) / measured_cost

@@ -6,13 +6,18 @@ unchunked form would not fit in memory; outer product = Σ_n J_nᵀ Λ_n J_n wit
 sample's logits and Λ_n = the Hessian of its loss in the logits; input Jacobian = vmap(jacrev) of one
 sample's outputs. Importing this module raises ImportError when torch is not installed.
 """
+import os
 import time
 
 import numpy as np
-import torch
-from torch.func import grad, hessian, jacrev, jvp, vjp, vmap
 
-from problems import hessian_chunk, unflatten
+# torch's OpenMP threads spin while they wait for work; on a busy machine with few cores that stalls
+# small kernels for tens of milliseconds. Passive waiting (unless the environment says otherwise) avoids it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
+from torch.func import grad, hessian, jacrev, jvp, vjp, vmap  # noqa: E402
+
+from problems import hessian_chunk, unflatten  # noqa: E402
 
 NAME = "torch.func"
 VERSION = torch.__version__

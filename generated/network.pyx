@@ -750,11 +750,13 @@ cdef class Plan:
         return J
 
     cdef Py_ssize_t _chunk_size(self, Py_ssize_t N):
-        """Samples per chunk of the Hessian assembly, so that its scratch memory stays near 128 MiB."""
-        cdef Py_ssize_t per_sample = self._scratch(1), l
-        for l in range(1, self.L + 1):
-            per_sample += self.d[l - 1] + 1 + self.d[l] * self.d[l]
-        return max(1, min(N, (1 << 24) // per_sample))
+        """Samples per chunk of the Hessian assembly, so that the scratch that grows with the chunk stays
+        near 128 MiB. (The rest of the scratch, one block product, is at most the size of its block of H.)
+        Fewer, larger chunks mean fewer passes over H, so the chunk is as large as that allows."""
+        cdef Py_ssize_t per_sample = self._scratch(2) - self._scratch(1), l
+        for l in range(self.L + 1):
+            per_sample += self.d[l] + 1 + self.d[l] * self.d[l]
+        return max(1, min(N, (1 << 24) // max(1, per_sample)))
 
     cdef Chunk _chunk(self, Py_ssize_t N, Py_ssize_t C):
         """The working memory of a second-order kernel over N samples in chunks of C."""

@@ -209,6 +209,16 @@ cdef inline void outer_rows(const double* P, Py_ssize_t p, const double* Q, Py_s
                 out[(r * p + a) * q + b] = P[r * p + a] * Q[r * q + b]
 
 
+cdef void mirror_lower(double* H, Py_ssize_t W) noexcept nogil:
+    """H[r, c] = H[c, r] for c > r: the strict upper triangle from the lower, in cache-sized tiles."""
+    cdef Py_ssize_t r0, c0, r, c, tile = 64
+    for r0 in range(0, W, 64):
+        for c0 in range(r0, W, 64):
+            for r in range(r0, min(r0 + tile, W)):
+                for c in range(max(c0, r + 1), min(c0 + tile, W)):
+                    H[r * W + c] = H[c * W + r]
+
+
 cdef double* workspace(Py_ssize_t n) except NULL:
     """n doubles of scratch memory (freed by the caller), or MemoryError."""
     cdef double* p = <double*>malloc((n if n > 0 else 1) * sizeof(double))
@@ -528,9 +538,7 @@ cdef class Plan:
             while c0 < N:
                 self._hessian_chunk(&w[0], &X[0, 0], &ch.st, c0, min(C, N - c0), ch, &Hv[0, 0])
                 c0 += C
-        # blocks were filled for (row layer m) >= (column layer l); mirror them
-        iu = np.triu_indices(W, 1)
-        H[iu] = H.T[iu]
+            mirror_lower(&Hv[0, 0], W)  # blocks were filled for (row layer m) >= (column layer l)
         return H
 
     def jacobian(self, const double[::1] w, const double[:, ::1] X):
@@ -652,8 +660,7 @@ cdef class Plan:
                         dsyr(&uplo, &iW, &scale, &t[0], &one, &Hv[0, 0], &iW)
             if info != 0:
                 raise ArithmeticError("the eigendecomposition of Lambda failed (LAPACK dsyev info=%d)" % info)
-        iu = np.triu_indices(W, 1)
-        Hinv[iu] = Hinv.T[iu]
+        mirror_lower(&Hv[0, 0], W)   # dsyr updated the lower triangle (row-major view of BLAS's 'U')
         return Hinv
 
     def finite_difference_hessian(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T,

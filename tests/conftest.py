@@ -10,6 +10,7 @@ Until ``derive/expressions.py`` exists, the tests can run with ``PYTHONPATH=/tmp
 """
 import itertools
 
+import numpy as np
 import sympy as sp
 
 #: Base names of the quantities that are symmetric by definition (M = ∂²E_n/∂a∂aᵀ, Λ = M⁽ᴸ⁾).
@@ -89,3 +90,31 @@ def same_equation(derived, printed, sizes, free=None):
 def assert_same_equation(derived, printed, sizes, free=None):
     mismatch = equation_mismatch(derived, printed, sizes, free)
     assert mismatch is None, "derived %s\n printed %s\n %s" % (derived, printed, mismatch)
+
+
+# --- NumPy references shared by the kernel tests -----------------------------------------------------
+
+
+def np_sigmoid(x):
+    """σ(x) in float64 without overflow, written independently of derive's printed helper."""
+    x = np.asarray(x, dtype=float)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def np_softplus(x):
+    """log(1 + e^x) in float64 without overflow."""
+    x = np.asarray(x, dtype=float)
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def random_problem(net, samples=5, seed=0):
+    """(w, X, T) for a derive.MLP: random weights, inputs ~ N(0, 1), and targets of the loss's kind
+    (cross-entropy targets that do not sum to one)."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(scale=0.6, size=net.n_params)
+    X = rng.normal(size=(samples, net.sizes[0]))
+    K = net.sizes[-1]
+    T = {"sse": rng.normal(size=(samples, K)), "bce": rng.uniform(size=(samples, K)),
+         "ce": rng.uniform(0.1, 1.0, size=(samples, K))}[net.loss.name]
+    return w, X, T

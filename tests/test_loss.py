@@ -4,6 +4,7 @@ against finite differences of independently written error functions.
 """
 import mpmath
 import numpy as np
+from conftest import np_sigmoid, np_softplus
 import pytest
 import sympy as sp
 
@@ -72,17 +73,6 @@ def test_every_output_equation_is_tested():
 NK = 4
 LSE = sp.Symbol("lse", real=True)
 TSUM = sp.Symbol("tsum", real=True)
-
-
-def np_sigmoid(x):
-    x = np.asarray(x, dtype=float)
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def np_softplus(x):
-    x = np.asarray(x, dtype=float)
-    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
 def np_logsumexp(v):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import derive
+from conftest import random_problem
 
 SIZES = {1: [3, 2], 2: [3, 4, 2], 3: [2, 3, 4, 3]}
 SAMPLES = 5
@@ -27,19 +28,8 @@ def rel(value, reference):
     return np.max(np.abs(value - reference)) / max(np.max(np.abs(reference)), 1e-300)
 
 
-def problem(net, seed=0):
-    rng = np.random.default_rng(seed)
-    w = rng.normal(scale=0.6, size=net.n_params)
-    X = rng.normal(size=(SAMPLES, net.sizes[0]))
-    K = net.sizes[-1]
-    T = {"sse": rng.normal(size=(SAMPLES, K)), "bce": rng.uniform(size=(SAMPLES, K)),
-         # cross-entropy targets need not sum to one (derive.loss derives for any targets)
-         "ce": rng.uniform(0.1, 1.0, size=(SAMPLES, K))}[net.loss.name]
-    return w, X, T
-
-
 def assert_kernels_match_finite_differences(net, seed=0):
-    w, X, T = problem(net, seed)
+    w, X, T = random_problem(net, seed=seed)
     g = net.gradient(w, X, T)
     assert rel(g, central_difference_rows(lambda u: net.error(u, X, T), w, 1e-5)) <= 1e-6
     H = net.hessian(w, X, T)
@@ -84,7 +74,7 @@ def test_mixed_activations_per_layer():
 
 def test_forward_matches_a_numpy_network():
     net = derive.MLP([3, 5, 4, 2], activation="tanh", loss="ce")
-    w, X, _ = problem(net)
+    w, X, _ = random_problem(net)
     z = X
     layers = net.unflatten(w)
     for W, b in layers[:-1]:
@@ -97,7 +87,7 @@ def test_forward_matches_a_numpy_network():
 
 def test_error_is_a_sum_over_samples():
     net = derive.MLP([3, 4, 2], activation="tanh", loss="sse")
-    w, X, T = problem(net)
+    w, X, T = random_problem(net)
     assert net.error(w, X, T) == pytest.approx(sum(net.error(w, X[n:n + 1], T[n:n + 1]) for n in range(SAMPLES)))
     y = net.forward(w, X)
     assert net.error(w, X, T) == pytest.approx(0.5 * np.sum((y - T) ** 2), rel=1e-13)
@@ -115,7 +105,7 @@ def test_parameter_layout_is_weights_row_major_then_bias():
 @pytest.mark.parametrize("method", ["forward", "error", "gradient", "hessian", "hvp"])
 def test_wrong_arguments_raise_errors_naming_the_argument(method):
     net = derive.MLP([3, 4, 2], activation="tanh", loss="sse")
-    w, X, T = problem(net)
+    w, X, T = random_problem(net)
     v = np.ones(net.n_params)
 
     def call(w=w, X=X, T=T, v=v):
@@ -139,7 +129,7 @@ def test_wrong_arguments_raise_errors_naming_the_argument(method):
 
 def test_float32_and_integer_inputs_are_converted_to_float64():
     net = derive.MLP([3, 4, 2], activation="tanh", loss="sse")
-    w, X, T = problem(net)
+    w, X, T = random_problem(net)
     X32 = X.astype(np.float32)
     assert net.error(w, X32, T) == net.error(w, X32.astype(np.float64), T)
     assert np.isfinite(net.error(w, np.ones((2, 3), dtype=int), np.zeros((2, 2), dtype=int)))
@@ -147,7 +137,7 @@ def test_float32_and_integer_inputs_are_converted_to_float64():
 
 def test_read_only_and_non_contiguous_arrays_are_accepted():
     net = derive.MLP([3, 4, 2], activation="tanh", loss="sse")
-    w, X, T = problem(net)
+    w, X, T = random_problem(net)
     X_ro = X.copy()
     X_ro.setflags(write=False)
     wide = np.zeros((SAMPLES, 6))
@@ -168,7 +158,7 @@ def test_bad_network_specifications_are_refused():
 
 def test_hessian_assembled_in_chunks_of_samples_is_the_same():
     net = derive.MLP([3, 4, 5, 2], activation="tanh", loss="ce")
-    w, X, T = problem(net, seed=3)
+    w, X, T = random_problem(net, seed=3)
     whole = net.hessian(w, X, T)
     for chunk in (1, 2, 3):
         assert rel(net._plan.hessian(w, X, T, chunk), whole) <= 1e-13

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import derive
+from conftest import random_problem
 
 SIZES = {1: [3, 2], 2: [3, 4, 2], 3: [2, 3, 4, 3]}
 ALL = [(a, l, d) for a in sorted(derive.ACTIVATIONS) for l in sorted(derive.LOSSES) for d in sorted(SIZES)]
@@ -14,20 +15,10 @@ def rel(value, reference):
     return np.max(np.abs(value - reference)) / max(np.max(np.abs(reference)), 1e-300)
 
 
-def problem(net, samples=5, seed=0):
-    rng = np.random.default_rng(seed)
-    w = rng.normal(scale=0.6, size=net.n_params)
-    X = rng.normal(size=(samples, net.sizes[0]))
-    K = net.sizes[-1]
-    T = {"sse": rng.normal(size=(samples, K)), "bce": rng.uniform(size=(samples, K)),
-         "ce": rng.uniform(0.1, 1.0, size=(samples, K))}[net.loss.name]
-    return w, X, T
-
-
 @pytest.mark.parametrize("activation, loss, depth", ALL)
 def test_input_jacobian_matches_central_differences_of_forward(activation, loss, depth):
     net = derive.MLP(SIZES[depth], activation=activation, loss=loss)
-    w, X, _ = problem(net)
+    w, X, _ = random_problem(net)
     eps = 1e-5
     reference = np.stack([(net.forward(w, X + eps * e) - net.forward(w, X - eps * e)) / (2 * eps)
                           for e in np.eye(X.shape[1])], axis=2)
@@ -39,7 +30,7 @@ def test_input_jacobian_matches_central_differences_of_forward(activation, loss,
 @pytest.mark.parametrize("activation, loss, depth", ALL)
 def test_diagonals(activation, loss, depth):
     net = derive.MLP(SIZES[depth], activation=activation, loss=loss)
-    w, X, T = problem(net)
+    w, X, T = random_problem(net)
     exact_diagonal = np.diag(net.hessian(w, X, T))
     assert rel(net.hessian_diagonal(w, X, T, method="exact"), exact_diagonal) <= 1e-10
     becker_lecun = net.hessian_diagonal(w, X, T, method="becker_lecun")
@@ -50,7 +41,7 @@ def test_diagonals(activation, loss, depth):
 @pytest.mark.parametrize("loss, depth", [("sse", 3), ("bce", 3), ("ce", 2), ("ce", 3)])
 def test_becker_lecun_differs_where_off_diagonal_terms_matter(loss, depth):
     net = derive.MLP(SIZES[depth], activation="tanh", loss=loss)
-    w, X, T = problem(net)
+    w, X, T = random_problem(net)
     exact = net.hessian_diagonal(w, X, T)
     approximate = net.hessian_diagonal(w, X, T, method="becker_lecun")
     assert rel(approximate, exact) > 1e-3
@@ -63,7 +54,7 @@ def test_becker_lecun_differs_where_off_diagonal_terms_matter(loss, depth):
 @pytest.mark.parametrize("activation, loss, depth", ALL)
 def test_outer_product_is_symmetric_psd_and_the_hessian_without_residuals(activation, loss, depth):
     net = derive.MLP(SIZES[depth], activation=activation, loss=loss)
-    w, X, T = problem(net)
+    w, X, T = random_problem(net)
     G = net.outer_product(w, X, T)
     assert np.array_equal(G, G.T)
     assert np.linalg.eigvalsh(G).min() >= -1e-12 * max(1.0, np.abs(G).max())
@@ -74,7 +65,7 @@ def test_outer_product_is_symmetric_psd_and_the_hessian_without_residuals(activa
 @pytest.mark.parametrize("loss", sorted(derive.LOSSES))
 def test_inverse_outer_product_by_rank_one_updates_matches_a_dense_inverse(loss):
     net = derive.MLP([4, 10, 3], activation="tanh", loss=loss)
-    w, X, T = problem(net, samples=2000)
+    w, X, T = random_problem(net, samples=2000)
     alpha = 1e-2
     dense = np.linalg.inv(net.outer_product(w, X, T) + alpha * np.eye(net.n_params))
     sequential = net.inverse_outer_product(w, X, T, alpha)
@@ -86,7 +77,7 @@ def test_inverse_outer_product_by_rank_one_updates_matches_a_dense_inverse(loss)
 @pytest.mark.parametrize("loss", sorted(derive.LOSSES))
 def test_finite_difference_hessians_converge_like_eps_squared(method, loss):
     net = derive.MLP([3, 4, 2], activation="tanh", loss=loss)
-    w, X, T = problem(net)
+    w, X, T = random_problem(net)
     H = net.hessian(w, X, T)
     errors = [np.abs(net.finite_difference_hessian(w, X, T, eps, method=method) - H).max() for eps in (4e-2, 2e-2)]
     assert 3.0 < errors[0] / errors[1] < 5.0  # halving eps divides the error by 4: O(eps²)
@@ -95,7 +86,7 @@ def test_finite_difference_hessians_converge_like_eps_squared(method, loss):
 
 def test_bad_method_and_parameter_values_are_refused():
     net = derive.MLP([3, 4, 2], activation="tanh", loss="sse")
-    w, X, T = problem(net)
+    w, X, T = random_problem(net)
     with pytest.raises(ValueError, match="method"):
         net.hessian_diagonal(w, X, T, method="approximate")
     with pytest.raises(ValueError, match="method"):

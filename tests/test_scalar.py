@@ -6,6 +6,7 @@ import functools
 
 import mpmath
 import numpy as np
+from conftest import np_sigmoid, np_softplus
 import pytest
 import scipy.special
 import sympy as sp
@@ -44,17 +45,6 @@ STEP = mpmath.mpf("1e-10")
 
 
 # --- numpy implementations for float64 evaluation (written here, stable for every x) -------------------
-
-
-def np_sigmoid(x):
-    x = np.asarray(x, dtype=float)
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def np_softplus(x):
-    x = np.asarray(x, dtype=float)
-    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
 NUMPY = [{"sigmoid": np_sigmoid, "softplus": np_softplus, "erf": scipy.special.erf}, "numpy"]

@@ -88,7 +88,7 @@ def _show(args):
 
 
 def _write(path, text):
-    from .codegen import write_atomically
+    from .resources import write_atomically
     _refuse_to_overwrite(path)
     return write_atomically(path, text)
 

@@ -12,8 +12,6 @@ h''(a_j) become ``d1[j]`` and ``d2[j]`` (what the activation kernel returned), a
 ``ra[j]``. A sum or quantity the template does not provide is an error, never silently dropped.
 """
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import jinja2
@@ -26,7 +24,7 @@ from .functions import h1, h2
 from .loss import derive_loss
 from .notation import j, j2
 from .printing import C_HELPERS, c_assignments, ccode
-from .resources import resource_dir
+from .resources import resource_dir, write_atomically
 from .limits import time_limit
 from .scalar import derive_scalar
 from .specification import ACTIVATIONS, LOSSES
@@ -196,22 +194,6 @@ def generated_documents():
         files[name + ".tex"] = derivation.latex()
         files[name + ".md"] = derivation.markdown()
     return files
-
-
-def write_atomically(path, text):
-    """Write ``text`` to ``path`` through a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def write_generated(directory=None):

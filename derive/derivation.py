@@ -27,7 +27,7 @@ def generic_equations():
     return tuple(layers.forward_equations() + layers.backprop_equations() + layers.jacobian_equations()
                  + layers.diagonal_equations() + layers.outer_product_equations() + layers.inverse_equations()
                  + layers.finite_difference_equations() + layers.exact_equations()
-                 + layers.cross_layer_equation() + layers.r_operator_equations())
+                 + layers.cross_layer_equations() + layers.r_operator_equations())
 
 
 class Derivation:

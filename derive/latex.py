@@ -9,7 +9,6 @@ Equations are printed by :class:`DerivePrinter`, SymPy's LaTeX printer in PRML's
 (w⁽ˡ⁾_ji, ∂E_n/∂w, I_jj', R{·}). The text is deterministic: rendering the same derivation in any
 process gives the same bytes, so the documents in ``generated/`` can be compared byte for byte.
 """
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from sympy.printing.precedence import PRECEDENCE
 
 from .equation import latex
 from .errors import DeriveError
-from .resources import resource_dir
+from .resources import resource_dir, write_atomically
 from .scalar import is_smooth
 
 # --- printing expressions ------------------------------------------------------------------------
@@ -468,22 +467,9 @@ def write_documents(derivation, directory):
     directory.mkdir(parents=True, exist_ok=True)
     name = derivation.activation.name
     tex_path, md_path = directory / (name + ".tex"), directory / (name + ".md")
-    _write_atomic(tex_path, render_latex(derivation).encode("utf-8"))
-    _write_atomic(md_path, render_markdown(derivation).encode("utf-8"))
+    write_atomically(tex_path, render_latex(derivation))
+    write_atomically(md_path, render_markdown(derivation))
     return tex_path, md_path
-
-
-def _write_atomic(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same directory and os.replace."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def compile_pdf(tex_path, out_dir):
@@ -509,7 +495,7 @@ def compile_pdf(tex_path, out_dir):
             raise DeriveError("pdflatex failed on %s; the end of its log:\n%s" % (tex_path, _tail(output)))
         out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / (tex_path.stem + ".pdf")
-        _write_atomic(target, pdf.read_bytes())
+        write_atomically(target, pdf.read_bytes())
     return target
 
 

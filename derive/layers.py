@@ -16,13 +16,12 @@ derivations are per unit and per layer; a network is never unrolled.
 The two-layer forms use layers "1" (hidden) and "2" (outputs, identity output function as in PRML
 5.98–5.111) over inputs x; the L-layer forms use layers "l-1", "l", "l+1" and "m" for m > l.
 """
-from functools import lru_cache
 
 import sympy as sp
 
 from .calculus import Model, collapse_deltas, fresh_index, sum_over, tidy
 from .equation import Equation
-from .functions import h, h1, sigmoid
+from .functions import h, sigmoid
 from .notation import i, i2, j, j2, k, k2, layer
 
 E_n = sp.Symbol("E_n")
@@ -195,7 +194,7 @@ G_BELOW = sp.IndexedBase(sp.Symbol("G^{(m-1,l)}"))
 G_ML = sp.IndexedBase(sp.Symbol("G^{(m,l)}"))
 
 
-def cross_layer_equation():
+def cross_layer_equations():
     """∂²E_n/∂w⁽ˡ⁾_ji ∂w⁽ᵐ⁾_kj' for l < m, derived through G⁽ᵐ⁻¹ˡ⁾ = ∂a⁽ᵐ⁻¹⁾/∂a⁽ˡ⁾ (an abstract quantity)."""
     net = Network(LM1, LM)
     sizes = net.model.sizes
@@ -211,8 +210,6 @@ def cross_layer_equation():
     delta_l = net.chain_from_above(lambda q: LM.delta[q], LM, LL.a[j])  # δ⁽ˡ⁾_j through layers l..m
     gradient_l = delta_l * LP.z[i]
     rhs = net.d(gradient_l, LM.w[k, j2])
-    p = fresh_index()
-    g_ml = sp.Sum(LM.w[k, p] * h1(LM1.a[p]) * G_BELOW[p, j], (p, 1, LM1.size))
     return [
         Equation("5.95L", "G_recursion", "G⁽ᵐˡ⁾ = ∂a⁽ᵐ⁾/∂a⁽ˡ⁾ from the layer below: W⁽ᵐ⁾ D⁽ᵐ⁻¹⁾ G⁽ᵐ⁻¹ˡ⁾ (G⁽ˡˡ⁾ = I)",
                  G_ML[k, j], net.d(LM.a[k], LL.a[j]), S_EXACT),

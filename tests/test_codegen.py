@@ -13,7 +13,7 @@ from derive.errors import DerivationError
 from derive.functions import h1, h2
 from derive.notation import j, j2
 from derive.printing import ccode
-from derive.resources import resource_dir
+from derive.resources import resource_dir, write_atomically
 
 GENERATED = resource_dir("generated")
 
@@ -101,6 +101,6 @@ def test_templates_are_strict_about_missing_variables():
 
 
 def test_generated_files_are_written_atomically(tmp_path):
-    paths = [codegen.write_atomically(tmp_path / "x.pyx", "one"), codegen.write_atomically(tmp_path / "x.pyx", "two")]
+    paths = [write_atomically(tmp_path / "x.pyx", "one"), write_atomically(tmp_path / "x.pyx", "two")]
     assert paths[0] == paths[1] and paths[0].read_text() == "two"
     assert [p.name for p in tmp_path.iterdir()] == ["x.pyx"]

@@ -11,7 +11,7 @@ import pytest
 import sympy as sp
 
 import derive
-from derive import latex
+from derive import latex, resources
 from derive.errors import DeriveError
 from derive.resources import resource_dir
 
@@ -244,7 +244,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, tanh, mon
     def fail(source, target):
         raise OSError("disk full")
 
-    monkeypatch.setattr(latex.os, "replace", fail)
+    monkeypatch.setattr(resources.os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         latex.write_documents(tanh, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["tanh.tex"]

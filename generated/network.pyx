@@ -568,8 +568,8 @@ cdef class Plan:
         cdef Chunk ch
         if exact:
             require_finite(w, X, T, None)
-            C = min(N, self._chunk_size(N))
-            ch = self._chunk(N, C)
+            C = min(N, self._chunk_size(N, False))
+            ch = self._chunk(N, C, False)
             with nogil:
                 self._second_order_state(&w[0], &X[0, 0], &T[0, 0], N, &ch.st)
                 c0 = 0
@@ -756,29 +756,35 @@ cdef class Plan:
                                 J[(n * K + k) * W + self._p(l, j, i)] = b[((c0 + n) * K + k) * self.d[l] + j] * zt[n, i]
         return J
 
-    cdef Py_ssize_t _chunk_size(self, Py_ssize_t N):
+    cdef Py_ssize_t _chunk_size(self, Py_ssize_t N, bint blocks=True):
         """Samples per chunk of the Hessian assembly, so that the scratch that grows with the chunk stays
         near 128 MiB. (The rest of the scratch, one block product, is at most the size of its block of H.)
         Fewer, larger chunks mean fewer passes over H, so the chunk is as large as that allows."""
-        cdef Py_ssize_t per_sample = self._scratch(2) - self._scratch(1), l
+        cdef Py_ssize_t per_sample = self._scratch(2, blocks) - self._scratch(1, blocks), l
         for l in range(self.L + 1):
             per_sample += self.d[l] + 1 + self.d[l] * self.d[l]
         return max(1, min(N, (1 << 24) // max(1, per_sample)))
 
-    cdef Chunk _chunk(self, Py_ssize_t N, Py_ssize_t C):
-        """The working memory of a second-order kernel over N samples in chunks of C."""
+    cdef Chunk _chunk(self, Py_ssize_t N, Py_ssize_t C, bint blocks=True):
+        """The working memory of a second-order kernel over N samples in chunks of C (``blocks``: room for
+        the Hessian's blocks too; without, nothing of size W^2)."""
         cdef Py_ssize_t l, m, g_size = 1, xs_size = 1
         for m in range(1, self.L + 1):
             for l in range(1, m):
                 g_size = max(g_size, C * self.d[m] * self.d[l])
                 xs_size = max(xs_size, self.d[m - 1] * self.d[l])
-        return Chunk([self.d[l] for l in range(self.L + 1)], N, C, self._scratch(C), g_size, xs_size)
+        if not blocks:
+            g_size = xs_size = 0
+        return Chunk([self.d[l] for l in range(self.L + 1)], N, C, self._scratch(C, blocks), g_size, xs_size)
 
-    cdef Py_ssize_t _scratch(self, Py_ssize_t C):
-        """Doubles of scratch a chunk of C samples needs (M recursion, G recursion and the largest block)."""
+    cdef Py_ssize_t _scratch(self, Py_ssize_t C, bint blocks=True):
+        """Doubles of scratch a chunk of C samples needs: the M recursion, and with ``blocks`` also the G
+        recursion and the largest Hessian block (without, it grows only linearly in C and the widths)."""
         cdef Py_ssize_t l, m, dl, dm, dp, el, em, g = 1, xs = 1, rest = 1, tri
         for l in range(1, self.L):
             rest = max(rest, C * self.d[l + 1] * self.d[l] + self.d[l] * self.d[l])          # T1, P
+        if not blocks:
+            return rest
         for m in range(1, self.L + 1):
             dm, em = self.d[m], self.d[m - 1] + 1
             tri = dm * (dm + 1) // 2

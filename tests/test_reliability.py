@@ -102,6 +102,19 @@ def test_a_hessian_that_cannot_fit_fails_at_once_and_points_to_hvp(monkeypatch):
     assert np.all(np.isfinite(net.hvp(args["w"], args["X"], args["T"], args["v"])))
 
 
+def test_gradient_hvp_and_diagonal_never_need_anything_of_size_w_squared():
+    net = derive.MLP([100, 300, 300, 10], activation="tanh", loss="ce")   # W² doubles would be ~120 GB
+    assert 8 * net.n_params ** 2 > 100 * 2**30
+    rng = np.random.default_rng(0)
+    w, X, T = net.init(0), rng.normal(size=(8, 100)), rng.uniform(size=(8, 10))
+    v = rng.normal(size=net.n_params)
+    for value in (net.gradient(w, X, T), net.hvp(w, X, T, v), net.hessian_diagonal(w, X, T),
+                  net.hessian_diagonal(w, X, T, method="becker_lecun")):
+        assert value.shape == (net.n_params,) and np.all(np.isfinite(value))
+    with pytest.raises(derive.DeriveError, match="hvp"):
+        net.hessian(w, X, T)
+
+
 # --- concurrency ------------------------------------------------------------------------------------
 
 

@@ -21,13 +21,12 @@ class Budget:
     single: float
     peer_limit: float
     peer_max_params: float
-    memory: float  # bytes a peer's batched Hessian tangents may take (see problems.hessian_chunk)
 
 
 FULL = Budget(target=0.5, min_reps=3, max_reps=100, single=15.0, peer_limit=120.0,
-              peer_max_params=float("inf"), memory=1e9)
+              peer_max_params=float("inf"))
 QUICK = Budget(target=0.1, min_reps=3, max_reps=20, single=0.5, peer_limit=20.0,
-               peer_max_params=3000, memory=1e9)
+               peer_max_params=3000)
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 
 import measure
 from impl_derive import Derive
-from problems import KERNELS, LOSSES, make_case, select
+from problems import KERNELS, LOSSES, PROBLEMS, make_case, select
 
 TOLERANCE = 1e-8
 EXPENSIVE = ("hessian", "diagonal", "outer")    # the peer cells that may be skipped
@@ -101,11 +101,21 @@ class Benchmark:
         self.rows = []
         self.start = time.perf_counter()
 
+    def warm_up(self):
+        """Run every peer's gradient and HVP once on the tiny problem, so that one-time start-up costs
+        (torch.func's first transform takes most of a second) are not taken for a slow kernel."""
+        problem = PROBLEMS[0]
+        case = make_case(problem, "sse", Derive.network(problem, "sse"))
+        for module in self.peers:
+            peer = module.Peer(case)
+            for kernel in ("gradient", "hvp"):
+                peer.function(kernel)()
+
     def run_case(self, problem, loss, kernels):
         """Every kernel of ``kernels`` that ``problem`` runs, with ``loss``, for every implementation."""
         net = Derive.network(problem, loss)
         case = make_case(problem, loss, net)
-        impls = [Derive(case, net)] + [module.Peer(case, self.budget.memory) for module in self.peers]
+        impls = [Derive(case, net)] + [module.Peer(case) for module in self.peers]
         peer_hessians = {}          # peer name -> its Hessian's Measurement, holding only the diagonal
         for kernel in (k for k in kernels if k in problem.kernels):
             cells = {impls[0].name: self.run_derive(impls[0], kernel)}
@@ -392,22 +402,25 @@ def main(argv=None):
     args = parse_args(argv)
     budget = measure.QUICK if args.quick else measure.FULL
     peers, notes = load_peers(args.skip_peers)
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     rate = measure.gemm_rate()
     info = environment(peers, rate, budget, args.quick)
     log("float64 GEMM (2000×2000, median of 5): %.1f GFLOP/s" % (rate / 1e9))
     bench = Benchmark(budget, rate, peers)
+    bench.warm_up()
     for problem in args.problems:
         for loss in args.losses:
             bench.run_case(problem, loss, args.kernels)
     wall = time.perf_counter() - started
+    info["load_average_1min"] = {"start": load_before, "end": os.getloadavg()[0]}
 
     peer_names = [module.NAME for module in peers]
     print("derive benchmark (%s mode): %s" % (info["mode"], ", ".join(
         "%s %s" % (k, info[k]) for k in ["python", "numpy"] + peer_names)))
     print("float64 GEMM rate (2000×2000 matmul, median of 5): %.1f GFLOP/s; %s CPUs; wall time %.0f s"
           % (rate / 1e9, info["cpus"], wall))
-    print("derive kernels: %s (built %s)" % (info["derive_kernels"], info["derive_kernels_built"]))
+    print("derive kernels: %s (built %s); 1-min load average %.2f at start, %.2f at end"
+          % (info["derive_kernels"], info["derive_kernels_built"], load_before, info["load_average_1min"]["end"]))
     for note in notes:
         print("note: " + note)
     print()

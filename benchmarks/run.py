@@ -180,9 +180,9 @@ class Benchmark:
 
     def fastest_hvp_peer(self, row, peers):
         """The peer with the fastest HVP on this case (the first peer when none was timed)."""
-        times = {r.cells[p.name].median: p for r in self.rows if r.kernel == "hvp" and r.problem == row.problem
-                 and r.loss == row.loss for p in peers if r.cells[p.name].median is not None}
-        return times[min(times)] if times else peers[0]
+        hvp = next((r for r in self.rows if (r.problem, r.loss, r.kernel) == (row.problem, row.loss, "hvp")), None)
+        timed = [peer for peer in peers if hvp is not None and hvp.cells[peer.name].median is not None]
+        return min(timed, key=lambda peer: hvp.cells[peer.name].median) if timed else peers[0]
 
     def report_progress(self, row):
         parts = []

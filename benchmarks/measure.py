@@ -40,10 +40,6 @@ class Timing:
     def median(self):
         return float(np.median(self.times))
 
-    @property
-    def single(self):
-        return len(self.times) == 1
-
 
 def time_calls(fn, budget, trace_memory=False):
     """Time ``fn()`` by the rules of ``budget``; with ``trace_memory`` the first call also reports

@@ -47,6 +47,10 @@ QUICK = {"tiny": KERNELS, "small": KERNELS, "medium": KERNELS, "deep": FIRST_ORD
 
 def select(names=None, quick=False):
     """The problems to run, in the fixed order of PROBLEMS (which the time estimates rely on)."""
+    unknown = set(names or ()) - {p.name for p in PROBLEMS}
+    if unknown:
+        raise SystemExit("unknown problem(s): %s (choose from %s)"
+                         % (", ".join(sorted(unknown)), ", ".join(p.name for p in PROBLEMS)))
     chosen = []
     for problem in PROBLEMS:
         if names is not None and problem.name not in names:
@@ -56,10 +60,6 @@ def select(names=None, quick=False):
                 continue
             problem = Problem(problem.name, problem.sizes, problem.N, QUICK[problem.name])
         chosen.append(problem)
-    unknown = set(names or ()) - {p.name for p in PROBLEMS}
-    if unknown:
-        raise SystemExit("unknown problem(s): %s (choose from %s)"
-                         % (", ".join(sorted(unknown)), ", ".join(p.name for p in PROBLEMS)))
     return chosen
 
 

@@ -55,10 +55,22 @@ def cache_dir():
 
 
 def compiler_flags():
-    """Return the flags passed to the C compiler: ``-O3`` normally, ``-O0 -g`` if ``DERIVE_DEBUG_BUILD=1``."""
+    """Return the flags passed to the C compiler: ``-O3`` normally, ``-O0 -g`` if ``DERIVE_DEBUG_BUILD=1``;
+    OpenMP SIMD pragmas on, and ``-DDERIVE_LIBMVEC`` where glibc's vector math library exists."""
     optimisation = ["-O0", "-g"] if debug_build() else ["-O3", "-DNDEBUG"]
     position_independent = shlex.split(sysconfig.get_config_var("CCSHARED") or "-fPIC")
-    return [*optimisation, "-fwrapv", "-fno-strict-aliasing", *position_independent]
+    return [*optimisation, "-fwrapv", "-fno-strict-aliasing", "-fopenmp-simd", *vector_math_flags()[0],
+            *position_independent]
+
+
+def vector_math_flags():
+    """(compile flags, link flags) for glibc's libmvec, or empty lists where it is not installed."""
+    return (["-DDERIVE_LIBMVEC"], ["-lmvec"]) if _has_libmvec() else ([], [])
+
+
+def _has_libmvec():
+    import ctypes.util
+    return sys.platform.startswith("linux") and ctypes.util.find_library("mvec") is not None
 
 
 def cache_key(source):
@@ -72,6 +84,7 @@ def cache_key(source):
         _compiler(),
         compiler_flags(),
         _linker(),
+        vector_math_flags(),
         sysconfig.get_config_var("EXT_SUFFIX"),
         sys.implementation.cache_tag,
     ]
@@ -225,7 +238,8 @@ def _build(source, name, target, progress):
         _run([*_compiler(), *compiler_flags(), *_include_flags(),
               "-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION", "-c", c_file.name, "-o", o_file.name],
              work, "the C compiler failed")
-        _run([*_linker(), o_file.name, "-o", built.name], work, "linking failed")
+        # libraries after the object: with --as-needed, a library named before it would be dropped
+        _run([*_linker(), o_file.name, *vector_math_flags()[1], "-o", built.name], work, "linking failed")
         os.replace(built, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -56,7 +56,8 @@ def test_kernels_evaluate_the_derived_z_forms():
     # tanh: h' = 1 - z**2, h'' = -2 z (1 - z**2), found by derive.scalar, printed into the kernel
     source = codegen.render_activation(derive.ACTIVATIONS["tanh"])
     assert "const double z = tanh(a);" in source
-    assert "pow(z, 2)" in source and "cosh" not in source
+    kernel = source[source.index("static void derive_activation"):]
+    assert "pow(z, 2)" in kernel and "cosh(a)" not in kernel
 
 
 def test_layer_equations_are_lowered_from_the_derivation():

@@ -18,7 +18,6 @@ from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.math cimport sqrt
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, dgemv, dsymv, dsyr
 from scipy.linalg.cython_lapack cimport dsyev
 

@@ -34,7 +34,7 @@ import time
 import Cython
 import numpy
 
-from derive.directives import debug_build, directives
+from derive.directives import compile_flags, debug_build, directives, link_flags
 from derive.errors import BuildError, SpecificationError
 
 _load_lock = threading.Lock()
@@ -55,22 +55,10 @@ def cache_dir():
 
 
 def compiler_flags():
-    """Return the flags passed to the C compiler: ``-O3`` normally, ``-O0 -g`` if ``DERIVE_DEBUG_BUILD=1``;
-    OpenMP SIMD pragmas on, and ``-DDERIVE_LIBMVEC`` where glibc's vector math library exists."""
-    optimisation = ["-O0", "-g"] if debug_build() else ["-O3", "-DNDEBUG"]
+    """Return the flags passed to the C compiler (:func:`derive.directives.compile_flags`) plus the
+    ones every shared extension module needs."""
     position_independent = shlex.split(sysconfig.get_config_var("CCSHARED") or "-fPIC")
-    return [*optimisation, "-fwrapv", "-fno-strict-aliasing", "-fopenmp-simd", *vector_math_flags()[0],
-            *position_independent]
-
-
-def vector_math_flags():
-    """(compile flags, link flags) for glibc's libmvec, or empty lists where it is not installed."""
-    return (["-DDERIVE_LIBMVEC"], ["-lmvec"]) if _has_libmvec() else ([], [])
-
-
-def _has_libmvec():
-    import ctypes.util
-    return sys.platform.startswith("linux") and ctypes.util.find_library("mvec") is not None
+    return [*compile_flags(), "-fwrapv", "-fno-strict-aliasing", *position_independent]
 
 
 def cache_key(source):
@@ -84,7 +72,7 @@ def cache_key(source):
         _compiler(),
         compiler_flags(),
         _linker(),
-        vector_math_flags(),
+        link_flags(),
         sysconfig.get_config_var("EXT_SUFFIX"),
         sys.implementation.cache_tag,
     ]
@@ -239,7 +227,7 @@ def _build(source, name, target, progress):
               "-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION", "-c", c_file.name, "-o", o_file.name],
              work, "the C compiler failed")
         # libraries after the object: with --as-needed, a library named before it would be dropped
-        _run([*_linker(), o_file.name, *vector_math_flags()[1], "-o", built.name], work, "linking failed")
+        _run([*_linker(), o_file.name, *link_flags(), "-o", built.name], work, "linking failed")
         os.replace(built, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -13,13 +13,23 @@ the memory layout and the BLAS calls.
 Layout: parameters w are one flat vector, for l = 1..L: W(l) (d_l x d_{l-1}) row-major, then b(l).
 Per-layer work arrays are (N, d_l) row-major blocks of one buffer per quantity.
 """
+import os
+
 import numpy as np
+cimport openmp
+from cython.parallel cimport prange
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.math cimport sqrt
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_blas cimport dgemm, dgemv, dsymv, dsyr
 from scipy.linalg.cython_lapack cimport dsyev
+
+cdef extern from "<dlfcn.h>" nogil:
+    void* dlopen(const char* filename, int flags)
+    void* dlsym(void* handle, const char* symbol)
+    int RTLD_NOW
+    int RTLD_NOLOAD
 
 LOSSES = ['sse', 'bce', 'ce']
 
@@ -114,6 +124,27 @@ cdef extern from *:
     typedef void (*derive_jacobian_fn)(const double*, ptrdiff_t, double*);
     static derive_jacobian_fn derive_output_jacobians[] = { derive_output_jacobian_sse, derive_output_jacobian_bce, derive_output_jacobian_ce };
 
+    /* 1 when every x[i] is finite: x*0 is 0 for finite x and NaN otherwise (one vectorised pass) */
+    static int derive_finite(const double* x, ptrdiff_t n) {
+        double total = 0.0;
+        #pragma omp simd reduction(+:total)
+        for (ptrdiff_t i = 0; i < n; ++i) total += x[i] * 0.0;
+        return total == 0.0;
+    }
+    /* out[j] = sum_i x[i*d + j]: column sums of a row-major (n x d) block, four rows per pass over out */
+    static void derive_column_sums(const double* x, ptrdiff_t n, ptrdiff_t d, double* out) {
+        ptrdiff_t i = 0;
+        for (ptrdiff_t j = 0; j < d; ++j) out[j] = 0.0;
+        for (; i + 4 <= n; i += 4) {
+            const double* r = x + i * d;
+            #pragma omp simd
+            for (ptrdiff_t j = 0; j < d; ++j) out[j] += (r[j] + r[d + j]) + (r[2 * d + j] + r[3 * d + j]);
+        }
+        for (; i < n; ++i) {
+            #pragma omp simd
+            for (ptrdiff_t j = 0; j < d; ++j) out[j] += x[i * d + j];
+        }
+    }
     /* 5.56: backpropagation of the errors to hidden unit j (5.55-5.56) */
     static void derive_delta_hidden(const double* d1, const double* s, double* out, ptrdiff_t n) {
         for (ptrdiff_t j = 0; j < n; ++j) out[j] = d1[j]*s[j];
@@ -154,12 +185,71 @@ cdef extern from *:
     void derive_jacobian_backprop(const double* d1, const double* g, double* out, Py_ssize_t n) noexcept nogil
     void derive_becker_lecun(const double* d1, const double* d2, const double* q, const double* s,
                              double* out, Py_ssize_t n) noexcept nogil
+    bint derive_finite(const double* x, Py_ssize_t n) noexcept nogil
+    void derive_column_sums(const double* x, Py_ssize_t n, Py_ssize_t d, double* out) noexcept nogil
     void derive_delta_hidden(const double* d1, const double* s, double* out, Py_ssize_t n) noexcept nogil
     void derive_r_z(const double* d1, const double* ra, double* out, Py_ssize_t n) noexcept nogil
     void derive_r_delta(const double* d1, const double* d2, const double* ra, const double* s,
                         const double* u, const double* r, double* out, Py_ssize_t n) noexcept nogil
     void derive_m_hidden(const double* d1, const double* d2, const double* s, const double* P,
                          double* out, Py_ssize_t n) noexcept nogil
+
+
+# --- threads --------------------------------------------------------------------------------------
+# The first-order passes (error, gradient, HVP) split the samples into one block per core and run the
+# blocks in OpenMP threads, each block's BLAS calls single-threaded. That needs a BLAS whose thread count
+# can be set for the calling thread alone (OpenBLAS >= 0.3.27, MKL); with any other BLAS, and in a child
+# process after fork() (GNU OpenMP's thread pool does not survive a fork), the passes run in the calling
+# thread with the BLAS's own threads.
+
+ctypedef int (*threads_local_fn)(int) noexcept nogil
+cdef threads_local_fn blas_threads_local = NULL
+cdef bint threads_allowed = True
+cdef enum:
+    ERROR = 0
+    GRADIENT = 1
+    HVP = 2
+cdef Py_ssize_t PART_WORK = 1 << 13   # multiply-adds (samples x parameters) a block needs to be worth a thread
+
+
+def _bind_blas_threads():
+    """Find the per-thread thread-count setter of the BLAS behind scipy.linalg.cython_blas, if it has one."""
+    global blas_threads_local
+    import scipy.linalg.cython_blas as provider
+    cdef void* handle = dlopen(os.fsencode(provider.__file__), RTLD_NOW | RTLD_NOLOAD)
+    cdef void* found = NULL
+    if handle != NULL:
+        for symbol in (b"openblas_set_num_threads_local", b"MKL_Set_Num_Threads_Local"):
+            found = dlsym(handle, symbol)
+            if found != NULL:
+                break
+    blas_threads_local = <threads_local_fn>found
+    return found != NULL
+
+
+def _serial_after_fork():
+    global threads_allowed
+    threads_allowed = False
+
+
+def threading_info():
+    """How the first-order passes use threads: a dict with ``blas_per_thread`` (the BLAS's thread count can
+    be set per thread), ``threads`` (OpenMP's thread count; 1 when threads are off) and ``part_work``."""
+    return {"blas_per_thread": blas_threads_local != NULL,
+            "threads": openmp.omp_get_max_threads() if threads_allowed and blas_threads_local != NULL else 1,
+            "part_work": PART_WORK}
+
+
+def _set_part_work(Py_ssize_t work):
+    """Set the multiply-adds a block of samples needs before it gets a thread; returns the old value.
+    (For tests: a small value sends small problems through the threaded path.)"""
+    global PART_WORK
+    old, PART_WORK = PART_WORK, max(1, work)
+    return old
+
+
+_bind_blas_threads()
+os.register_at_fork(after_in_child=_serial_after_fork)
 
 
 cdef inline void gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
@@ -179,15 +269,6 @@ cdef inline void gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
                 C[i * ldc + j] = 0.0 if beta == 0.0 else beta * C[i * ldc + j]
         return
     dgemm(&cb, &ca, &iN, &im, &ik, &alpha, <double*>B, &ildb, <double*>A, &ilda, &beta, C, &ildc)
-
-
-cdef inline void column_sums(const double* X, Py_ssize_t n, Py_ssize_t d, double* out) noexcept nogil:
-    cdef Py_ssize_t i, j
-    for j in range(d):
-        out[j] = 0.0
-    for i in range(n):
-        for j in range(d):
-            out[j] += X[i * d + j]
 
 
 cdef inline void augment(const double* Z, Py_ssize_t n, Py_ssize_t d, double* out) noexcept nogil:
@@ -232,24 +313,16 @@ cdef inline void release(double* p) noexcept nogil:
     PyMem_RawFree(p)
 
 
-cdef bint finite(const double* x, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double total = 0.0
-    for i in range(n):
-        total = total + x[i] * 0.0   # stays 0.0 unless some x[i] is NaN or infinite
-    return total == 0.0
-
-
 cdef int require_finite(const double[::1] w, const double[:, ::1] X, const double[:, ::1] T,
                         const double[::1] v) except -1:
     """ValueError naming the first argument that holds NaN or infinity (one rule: refused, never propagated)."""
-    if not finite(&w[0], w.shape[0]):
+    if not derive_finite(&w[0], w.shape[0]):
         raise ValueError("w contains NaN or infinite values")
-    if not finite(&X[0, 0], X.shape[0] * X.shape[1]):
+    if not derive_finite(&X[0, 0], X.shape[0] * X.shape[1]):
         raise ValueError("X contains NaN or infinite values")
-    if T is not None and not finite(&T[0, 0], T.shape[0] * T.shape[1]):
+    if T is not None and not derive_finite(&T[0, 0], T.shape[0] * T.shape[1]):
         raise ValueError("T contains NaN or infinite values")
-    if v is not None and not finite(&v[0], v.shape[0]):
+    if v is not None and not derive_finite(&v[0], v.shape[0]):
         raise ValueError("v contains NaN or infinite values")
     return 0
 
@@ -395,7 +468,7 @@ cdef class Plan:
             if g != NULL:
                 gemm(True, False, self.d[l], self.d[l - 1], N, 1.0, DELTA + N * self.uoff[l], self.d[l],
                      zin, self.d[l - 1], 0.0, g + self.woff[l], self.d[l - 1])          # 5.53
-                column_sums(DELTA + N * self.uoff[l], N, self.d[l], g + self.boff[l])
+                derive_column_sums(DELTA + N * self.uoff[l], N, self.d[l], g + self.boff[l])
             if l > 1:
                 gemm(False, False, N, self.d[l - 1], self.d[l], 1.0, DELTA + N * self.uoff[l], self.d[l],
                      w + self.woff[l], self.d[l - 1], 0.0, S + N * self.uoff[l - 1], self.d[l - 1])
@@ -436,7 +509,7 @@ cdef class Plan:
             if l > 1:
                 gemm(True, False, self.d[l], self.d[l - 1], N, 1.0, DELTA + N * self.uoff[l], self.d[l],
                      RZ + N * self.uoff[l - 1], self.d[l - 1], 1.0, hv + self.woff[l], self.d[l - 1])
-            column_sums(RDELTA + N * self.uoff[l], N, self.d[l], hv + self.boff[l])
+            derive_column_sums(RDELTA + N * self.uoff[l], N, self.d[l], hv + self.boff[l])
             if l > 1:                                                                # 5.107L
                 gemm(False, False, N, self.d[l - 1], self.d[l], 1.0, DELTA + N * self.uoff[l], self.d[l],
                      v + self.woff[l], self.d[l - 1], 0.0, U, self.d[l - 1])
@@ -474,58 +547,106 @@ cdef class Plan:
 
     def error(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
         """E = sum over samples of E_n."""
-        cdef Py_ssize_t N = X.shape[0], n = N * self.U
-        cdef double E
         require_finite(w, X, T, None)
-        cdef double* work = workspace(4 * n)
-        try:
-            with nogil:
-                self._forward(&w[0], &X[0, 0], N, work, work + n, work + 2 * n, NULL)
-                E = self._output(&T[0, 0], N, work, work + n, work + 3 * n, NULL)
-        finally:
-            release(work)
-        return E
+        return self._first_order(ERROR, &w[0], &X[0, 0], &T[0, 0], NULL, X.shape[0], NULL)
 
     def gradient(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
         """(E, gradient (W,)) by backpropagation."""
-        cdef Py_ssize_t N = X.shape[0], n = N * self.U
-        cdef double E
         require_finite(w, X, T, None)
         g = np.empty(self.n_params)
         cdef double[::1] gv = g
-        cdef double* work = workspace(5 * n)
-        try:
-            with nogil:
-                self._forward(&w[0], &X[0, 0], N, work, work + n, work + 2 * n, NULL)
-                E = self._output(&T[0, 0], N, work, work + n, work + 3 * n, NULL)
-                self._backward(&w[0], &X[0, 0], N, work + n, work + 2 * n, work + 3 * n, work + 4 * n, &gv[0])
-        finally:
-            release(work)
+        E = self._first_order(GRADIENT, &w[0], &X[0, 0], &T[0, 0], NULL, X.shape[0], &gv[0])
         return E, g
 
     def hvp(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T, const double[::1] v):
         """H v (W,) by the R-operator, never forming H."""
-        cdef Py_ssize_t N = X.shape[0], n = N * self.U, K = self.d[self.L], widest = 1, l
-        for l in range(self.L + 1):
-            widest = max(widest, self.d[l])
         require_finite(w, X, T, v)
         hv = np.empty(self.n_params)
         cdef double[::1] hvv = hv
-        # A Z D1 D2 DELTA S RA RZ RDELTA | LAM | U R
-        cdef double* work = workspace(9 * n + N * K * K + 2 * N * widest)
-        cdef double* LAM = work + 9 * n
-        cdef double* U = LAM + N * K * K
+        self._first_order(HVP, &w[0], &X[0, 0], &T[0, 0], &v[0], X.shape[0], &hvv[0])
+        return hv
+
+    # --- first-order passes over blocks of samples ------------------------------------------------
+
+    cdef double _first_order(self, int kind, const double* w, const double* X, const double* T,
+                             const double* v, Py_ssize_t N, double* out) except? -1:
+        """E, and into ``out`` (W,) the gradient or H v, summed over N samples. The samples are split into
+        blocks (one per core where it pays, see _blocks); each block's sums go to its own buffer and the
+        buffers are added in block order, so a result depends on the number of blocks only."""
+        cdef Py_ssize_t P = self._blocks(N), rows = (N + P - 1) // P, W = self.n_params, i, p
+        cdef Py_ssize_t size = self._block_work(kind, rows), partial = W if kind != ERROR else 0
+        P = (N + rows - 1) // rows
+        cdef double* work = workspace(P * size + (P - 1) * partial + P)
+        cdef double* E = work + P * size + (P - 1) * partial
+        cdef double total = 0.0
         try:
             with nogil:
-                self._forward(&w[0], &X[0, 0], N, work, work + n, work + 2 * n, work + 3 * n)
-                self._output(&T[0, 0], N, work, work + n, work + 4 * n, LAM)
-                self._backward(&w[0], &X[0, 0], N, work + n, work + 2 * n, work + 4 * n, work + 5 * n, NULL)
-                self._r_pass(&w[0], &v[0], &X[0, 0], N, work + n, work + 2 * n, work + 3 * n, work,
-                             work + 4 * n, work + 5 * n, LAM, work + 6 * n, work + 7 * n, work + 8 * n,
-                             U, U + N * widest, &hvv[0])
+                if P == 1:
+                    E[0] = self._block(kind, w, X, T, v, N, work, out)
+                else:
+                    for p in prange(P, num_threads=P, schedule="static"):
+                        self._threaded_block(kind, w, X, T, v, N, rows, p, work + p * size,
+                                             out if p == 0 else work + P * size + (p - 1) * partial, E)
+                    for p in range(1, P):
+                        for i in range(partial):
+                            out[i] += work[P * size + (p - 1) * partial + i]
+                for p in range(P):
+                    total += E[p]
         finally:
             release(work)
-        return hv
+        return total
+
+    cdef Py_ssize_t _blocks(self, Py_ssize_t N) noexcept nogil:
+        """Blocks of samples for the first-order passes: one per OpenMP thread, each with at least
+        PART_WORK multiply-adds (samples x parameters); 1 where threads are off (see the module's top)."""
+        if blas_threads_local == NULL or not threads_allowed or openmp.omp_in_parallel():
+            return 1
+        return max(1, min(<Py_ssize_t>openmp.omp_get_max_threads(), N * self.n_params // PART_WORK, N))
+
+    cdef Py_ssize_t _block_work(self, int kind, Py_ssize_t N) noexcept nogil:
+        """Doubles of working memory a block of N samples needs."""
+        cdef Py_ssize_t n = N * self.U, K = self.d[self.L], widest = 1, l
+        if kind == ERROR:
+            return 4 * n                           # A Z D1 DELTA
+        if kind == GRADIENT:
+            return 5 * n                           # A Z D1 DELTA S
+        for l in range(self.L + 1):
+            widest = max(widest, self.d[l])
+        return 9 * n + N * K * K + 2 * N * widest  # A Z D1 D2 DELTA S RA RZ RDELTA | LAM | U R
+
+    cdef void _threaded_block(self, int kind, const double* w, const double* X, const double* T,
+                              const double* v, Py_ssize_t N, Py_ssize_t rows, Py_ssize_t p, double* work,
+                              double* out, double* E) noexcept nogil:
+        """Block p (samples p*rows ...) in an OpenMP thread, its BLAS calls single-threaded."""
+        cdef Py_ssize_t n0 = p * rows, count = min(rows, N - n0)
+        cdef int previous = blas_threads_local(1)
+        E[p] = self._block(kind, w, X + n0 * self.d[0], T + n0 * self.d[self.L], v, count, work, out)
+        blas_threads_local(previous)
+
+    cdef double _block(self, int kind, const double* w, const double* X, const double* T, const double* v,
+                       Py_ssize_t N, double* work, double* out) noexcept nogil:
+        """One block of N samples: forward pass and output layer (5.48-5.49), and for GRADIENT
+        backpropagation (5.53-5.56) into out, for HVP the R-operator passes (5.101-5.111) into out."""
+        cdef Py_ssize_t n = N * self.U, K = self.d[self.L], widest = 1, l
+        cdef double E
+        if kind == ERROR:
+            self._forward(w, X, N, work, work + n, work + 2 * n, NULL)
+            return self._output(T, N, work, work + n, work + 3 * n, NULL)
+        if kind == GRADIENT:
+            self._forward(w, X, N, work, work + n, work + 2 * n, NULL)
+            E = self._output(T, N, work, work + n, work + 3 * n, NULL)
+            self._backward(w, X, N, work + n, work + 2 * n, work + 3 * n, work + 4 * n, out)
+            return E
+        for l in range(self.L + 1):
+            widest = max(widest, self.d[l])
+        cdef double* LAM = work + 9 * n
+        cdef double* U = LAM + N * K * K
+        self._forward(w, X, N, work, work + n, work + 2 * n, work + 3 * n)
+        E = self._output(T, N, work, work + n, work + 4 * n, LAM)
+        self._backward(w, X, N, work + n, work + 2 * n, work + 4 * n, work + 5 * n, NULL)
+        self._r_pass(w, v, X, N, work + n, work + 2 * n, work + 3 * n, work, work + 4 * n, work + 5 * n, LAM,
+                     work + 6 * n, work + 7 * n, work + 8 * n, U, U + N * widest, out)
+        return E
 
     def hessian(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T, Py_ssize_t chunk=0):
         """The exact Hessian (W, W) by second-order backpropagation (5.92-5.95, L-layer forms),

@@ -29,8 +29,9 @@ cdef extern from *:
         /* log(1+exp(x)) = max(x,0) + log1p(exp(-|x|)) */
         return fmax(x, 0.0) + log1p(exp(-fabs(x)));
     }
-    /* Vector versions of libm (glibc's libmvec, x86-64, glibc >= 2.35) let the loops below run 2 or 4
-       units at a time; the build defines DERIVE_LIBMVEC only where libmvec exists. */
+    /* Vector versions of libm (glibc's libmvec, x86-64, glibc >= 2.35) let the loops below run 2, 4 or 8
+       units at a time (SSE2, AVX2, AVX-512 clones, chosen when the module loads); the build defines
+       DERIVE_LIBMVEC only where libmvec exists. */
     #if defined(DERIVE_LIBMVEC) && defined(__x86_64__) && defined(__GLIBC__) && \
         (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
     #define DERIVE_VECTOR_LIBM 1
@@ -62,7 +63,7 @@ cdef extern from *:
     extern double erf(double);
     #pragma omp declare simd notinbranch
     extern double erfc(double);
-    #define DERIVE_CLONES __attribute__((target_clones("avx2", "default")))
+    #define DERIVE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
     #else
     #define DERIVE_CLONES
     #endif

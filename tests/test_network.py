@@ -5,6 +5,8 @@ as expressions (compiled on demand): the gradient matches central differences of
 the Hessian matches central differences of the gradient (5.91) and is symmetric, and hvp(v) equals
 hessian @ v. The references here are written independently of derive's own `check` module.
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -162,3 +164,40 @@ def test_hessian_assembled_in_chunks_of_samples_is_the_same():
     whole = net.hessian(w, X, T)
     for chunk in (1, 2, 3):
         assert rel(net._plan.hessian(w, X, T, chunk), whole) <= 1e-13
+
+
+# --- first-order passes in threads -------------------------------------------------------------------
+
+
+@pytest.fixture
+def threaded_blocks():
+    """Every error, gradient and hvp call split into blocks of samples that run in OpenMP threads, even
+    for the small networks of these tests (normally only problems with enough work per block are)."""
+    network = derive.kernels.load_network()
+    if network.threading_info()["threads"] < 2:
+        if os.environ.get("CI"):
+            pytest.fail("CI machines have 2 cores and OpenBLAS: the threaded passes must be tested there")
+        pytest.skip("one OpenMP thread, or a BLAS whose thread count cannot be set per thread")
+    old = network._set_part_work(1)
+    yield network
+    network._set_part_work(old)
+
+
+@pytest.mark.parametrize("loss", sorted(derive.LOSSES))
+@pytest.mark.parametrize("activation", ["tanh", "softplus", "sin"])
+def test_threaded_blocks_match_finite_differences(activation, loss, threaded_blocks):
+    assert_kernels_match_finite_differences(derive.MLP(SIZES[3], activation=activation, loss=loss))
+
+
+@pytest.mark.parametrize("N", [2, 3, 7, 64])
+def test_threaded_blocks_agree_with_one_block(N, threaded_blocks):
+    net = derive.MLP([5, 6, 4, 3], activation="tanh", loss="ce")
+    rng = np.random.default_rng(N)
+    w, v = rng.normal(size=net.n_params), rng.normal(size=net.n_params)
+    X, T = rng.normal(size=(N, 5)), rng.uniform(size=(N, 3))
+    threaded = net.error(w, X, T), net.gradient(w, X, T), net.hvp(w, X, T, v)
+    threaded_blocks._set_part_work(1 << 62)
+    single = net.error(w, X, T), net.gradient(w, X, T), net.hvp(w, X, T, v)
+    assert abs(threaded[0] - single[0]) <= 1e-13 * abs(single[0])
+    assert rel(threaded[1], single[1]) <= 1e-13
+    assert rel(threaded[2], single[2]) <= 1e-13

@@ -118,7 +118,7 @@ def test_gradient_hvp_and_diagonal_never_need_anything_of_size_w_squared():
 # --- concurrency ------------------------------------------------------------------------------------
 
 
-def test_kernels_give_the_same_results_from_many_threads():
+def assert_same_results_from_many_threads():
     nets = [derive.MLP([3, 5, 4, 2], activation=a, loss=l) for a, l in (("tanh", "ce"), ("sigmoid", "sse"))]
     rng = np.random.default_rng(1)
     jobs = []
@@ -140,6 +140,48 @@ def test_kernels_give_the_same_results_from_many_threads():
         t.join()
     for slot, result in enumerate(results):
         assert np.array_equal(result, serial[slot % len(jobs)])
+
+
+def test_kernels_give_the_same_results_from_many_threads():
+    assert_same_results_from_many_threads()
+
+
+@pytest.fixture
+def threaded_blocks():
+    """First-order passes split into blocks of samples in OpenMP threads even for tiny problems."""
+    kernels = derive.kernels.load_network()
+    old = kernels._set_part_work(1)
+    yield kernels
+    kernels._set_part_work(old)
+
+
+def test_threaded_kernels_give_the_same_results_from_many_threads(threaded_blocks):
+    assert_same_results_from_many_threads()
+
+
+def _gradient_in_child(queue, net, w, X, T):
+    queue.put(net.gradient(w, X, T))
+
+
+def test_kernels_work_in_a_child_forked_after_threaded_use(threaded_blocks):
+    # GNU OpenMP's thread pool does not survive fork(): a child must not hang, and must give the same numbers
+    import multiprocessing
+    net = derive.MLP([4, 6, 3], activation="tanh", loss="sse")
+    rng = np.random.default_rng(2)
+    w, X, T = net.init(1), rng.normal(size=(40, 4)), rng.normal(size=(40, 3))
+    parent = net.gradient(w, X, T)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_gradient_in_child, args=(queue, net, w, X, T))
+    child.start()
+    try:
+        result = queue.get(timeout=60)
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
+    assert np.max(np.abs(result - parent)) <= 1e-13 * np.max(np.abs(parent))
 
 
 LOAD_SCRIPT = textwrap.dedent("""

@@ -233,9 +233,14 @@ def _positive(value, name):
     return value
 
 
+ALWAYS_FITS = 64 * 2**20   # bytes; a smaller matrix is not checked (reading /proc/meminfo costs ~15 µs)
+
+
 def _check_fits(n_params):
     """Refuse at once a Hessian that cannot fit in memory (instead of being killed by the OS)."""
     needed = 8 * n_params * n_params
+    if needed <= ALWAYS_FITS:
+        return
     try:
         available = os_available_memory()
     except (OSError, ValueError):

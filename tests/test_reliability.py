@@ -97,6 +97,7 @@ def test_a_hessian_that_cannot_fit_fails_at_once_and_points_to_hvp(monkeypatch):
     net = small_net()
     args = valid_arguments(net)
     monkeypatch.setattr(network, "os_available_memory", lambda: 1000)
+    monkeypatch.setattr(network, "ALWAYS_FITS", 0)
     with pytest.raises(derive.DeriveError, match=r"GiB.*hvp"):
         net.hessian(args["w"], args["X"], args["T"])
     assert np.all(np.isfinite(net.hvp(args["w"], args["X"], args["T"], args["v"])))

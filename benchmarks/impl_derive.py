@@ -1,7 +1,12 @@
 """derive's kernels on a benchmark case: each one a call of the public ``derive.MLP`` API."""
 import derive
+from derive.kernels import load_network
 
 NAME = "derive"
+
+# Loaded before any peer: this process's OpenMP runtime then starts with its defaults, as in a user's
+# process, rather than with a setting a peer's module may make (see impl_torch).
+load_network()
 
 
 class Derive:

@@ -7,14 +7,12 @@ Outer product = Σ_n J_nᵀ Λ_n J_n with J_n = jacrev of one sample's logits an
 loss in the logits. Input Jacobian = vmap(jacrev) of one sample's outputs. Importing this module raises
 ImportError when torch is not installed.
 """
-import os
 import time
 
 import numpy as np
 
-# torch's OpenMP threads spin while they wait for work; on a busy machine with few cores that stalls
-# small kernels for tens of milliseconds. Passive waiting (unless the environment says otherwise) avoids it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch and derive share one GNU OpenMP runtime in this process (torch's bundled libgomp.so.1 has the
+# system's soname, and impl_derive loads derive's kernels first), so both run with its default wait policy.
 import torch  # noqa: E402
 from torch.func import grad, hessian, jacrev, jvp, vjp, vmap  # noqa: E402
 

@@ -213,13 +213,50 @@ cdef extern from *:
 
 # --- threads --------------------------------------------------------------------------------------
 # The first-order passes (error, gradient, HVP) split the samples into one block per core and run the
-# blocks in OpenMP threads, each block's BLAS calls single-threaded. That needs a BLAS whose thread count
-# can be set for the calling thread alone (OpenBLAS >= 0.3.27, MKL); with any other BLAS, and in a child
-# process after fork() (GNU OpenMP's thread pool does not survive a fork), the passes run in the calling
-# thread with the BLAS's own threads.
+# blocks in OpenMP threads, each block's BLAS calls in its own thread. OpenBLAS's thread count is
+# process-wide, so while any such pass runs it is set to 1 (derive_blas_single_begin/end: the first pass
+# to start saves it, the last to finish restores it; meanwhile other threads' OpenBLAS calls run on one
+# core). With a BLAS whose thread count cannot be set this way, and in a child process after fork() (GNU
+# OpenMP's thread pool does not survive a fork), the passes run in the calling thread.
 
-ctypedef int (*threads_local_fn)(int) noexcept nogil
-cdef threads_local_fn blas_threads_local = NULL
+cdef extern from *:
+    """
+    #include <pthread.h>
+    typedef void (*derive_set_threads_fn)(int);
+    typedef int (*derive_get_threads_fn)(void);
+    static derive_set_threads_fn derive_blas_set_threads = NULL;
+    static derive_get_threads_fn derive_blas_get_threads = NULL;
+    static pthread_mutex_t derive_blas_lock = PTHREAD_MUTEX_INITIALIZER;
+    static int derive_blas_single_users = 0, derive_blas_saved_threads = 1;
+
+    static void derive_blas_single_begin(void) {
+        pthread_mutex_lock(&derive_blas_lock);
+        if (derive_blas_single_users++ == 0) {
+            derive_blas_saved_threads = derive_blas_get_threads();
+            derive_blas_set_threads(1);
+        }
+        pthread_mutex_unlock(&derive_blas_lock);
+    }
+    static void derive_blas_single_end(void) {
+        pthread_mutex_lock(&derive_blas_lock);
+        if (--derive_blas_single_users == 0) derive_blas_set_threads(derive_blas_saved_threads);
+        pthread_mutex_unlock(&derive_blas_lock);
+    }
+    static int derive_blas_threads(void) {
+        return derive_blas_get_threads == NULL ? 0 : derive_blas_get_threads();
+    }
+    static int derive_bind_blas(void* set, void* get) {
+        derive_blas_set_threads = (derive_set_threads_fn)set;
+        derive_blas_get_threads = (derive_get_threads_fn)get;
+        return set != NULL && get != NULL;
+    }
+    """
+    void derive_blas_single_begin() noexcept nogil
+    void derive_blas_single_end() noexcept nogil
+    int derive_blas_threads() noexcept nogil
+    int derive_bind_blas(void* set, void* get) noexcept nogil
+
+cdef bint blas_bound = False
 cdef bint threads_allowed = True
 cdef enum:
     ERROR = 0
@@ -229,18 +266,20 @@ cdef Py_ssize_t PART_WORK = 1 << 13   # multiply-adds (samples x parameters) a b
 
 
 def _bind_blas_threads():
-    """Find the per-thread thread-count setter of the BLAS behind scipy.linalg.cython_blas, if it has one."""
-    global blas_threads_local
+    """Find the thread-count setter and getter of the OpenBLAS behind scipy.linalg.cython_blas."""
+    global blas_bound
     import scipy.linalg.cython_blas as provider
     cdef void* handle = dlopen(os.fsencode(provider.__file__), RTLD_NOW | RTLD_NOLOAD)
-    cdef void* found = NULL
+    cdef void* set_threads = NULL
+    cdef void* get_threads = NULL
     if handle != NULL:
-        for symbol in (b"openblas_set_num_threads_local", b"MKL_Set_Num_Threads_Local"):
-            found = dlsym(handle, symbol)
-            if found != NULL:
+        for prefix in (b"scipy_", b""):   # scipy's wheels prefix OpenBLAS's symbols
+            set_threads = dlsym(handle, prefix + b"openblas_set_num_threads")
+            get_threads = dlsym(handle, prefix + b"openblas_get_num_threads")
+            if set_threads != NULL and get_threads != NULL:
                 break
-    blas_threads_local = <threads_local_fn>found
-    return found != NULL
+    blas_bound = derive_bind_blas(set_threads, get_threads)
+    return blas_bound
 
 
 def _serial_after_fork():
@@ -249,10 +288,11 @@ def _serial_after_fork():
 
 
 def threading_info():
-    """How the first-order passes use threads: a dict with ``blas_per_thread`` (the BLAS's thread count can
-    be set per thread), ``threads`` (OpenMP's thread count; 1 when threads are off) and ``part_work``."""
-    return {"blas_per_thread": blas_threads_local != NULL,
-            "threads": openmp.omp_get_max_threads() if threads_allowed and blas_threads_local != NULL else 1,
+    """How the first-order passes use threads: a dict with ``openblas`` (OpenBLAS's thread count can be
+    set), ``blas_threads`` (its thread count now; 0 if unknown), ``threads`` (OpenMP threads the passes
+    use; 1 when threads are off) and ``part_work``."""
+    return {"openblas": bool(blas_bound), "blas_threads": derive_blas_threads(),
+            "threads": openmp.omp_get_max_threads() if threads_allowed and blas_bound else 1,
             "part_work": PART_WORK}
 
 
@@ -266,6 +306,9 @@ def _set_part_work(Py_ssize_t work):
 
 _bind_blas_threads()
 os.register_at_fork(after_in_child=_serial_after_fork)
+if os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "passive":
+    # idle OpenMP threads sleep at once: waking one costs tens of microseconds, so only large blocks pay
+    PART_WORK = 1 << 20
 
 
 cdef inline void gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
@@ -601,9 +644,11 @@ cdef class Plan:
                 if P == 1:
                     E[0] = self._block(kind, w, X, T, v, N, work, out)
                 else:
+                    derive_blas_single_begin()
                     for p in prange(P, num_threads=P, schedule="static"):
                         self._threaded_block(kind, w, X, T, v, N, rows, p, work + p * size,
                                              out if p == 0 else work + P * size + (p - 1) * partial, E)
+                    derive_blas_single_end()
                     for p in range(1, P):
                         for i in range(partial):
                             out[i] += work[P * size + (p - 1) * partial + i]
@@ -616,7 +661,7 @@ cdef class Plan:
     cdef Py_ssize_t _blocks(self, Py_ssize_t N) noexcept nogil:
         """Blocks of samples for the first-order passes: one per OpenMP thread, each with at least
         PART_WORK multiply-adds (samples x parameters); 1 where threads are off (see the module's top)."""
-        if blas_threads_local == NULL or not threads_allowed or openmp.omp_in_parallel():
+        if not blas_bound or not threads_allowed or openmp.omp_in_parallel():
             return 1
         return max(1, min(<Py_ssize_t>openmp.omp_get_max_threads(), N * self.n_params // PART_WORK, N))
 
@@ -634,11 +679,9 @@ cdef class Plan:
     cdef void _threaded_block(self, int kind, const double* w, const double* X, const double* T,
                               const double* v, Py_ssize_t N, Py_ssize_t rows, Py_ssize_t p, double* work,
                               double* out, double* E) noexcept nogil:
-        """Block p (samples p*rows ...) in an OpenMP thread, its BLAS calls single-threaded."""
+        """Block p (samples p*rows ...) in an OpenMP thread."""
         cdef Py_ssize_t n0 = p * rows, count = min(rows, N - n0)
-        cdef int previous = blas_threads_local(1)
         E[p] = self._block(kind, w, X + n0 * self.d[0], T + n0 * self.d[self.L], v, count, work, out)
-        blas_threads_local(previous)
 
     cdef double _block(self, int kind, const double* w, const double* X, const double* T, const double* v,
                        Py_ssize_t N, double* work, double* out) noexcept nogil:

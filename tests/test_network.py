@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import derive
+from derive.kernels import load_network
 from conftest import random_problem
 
 SIZES = {1: [3, 2], 2: [3, 4, 2], 3: [2, 3, 4, 3]}
@@ -173,7 +174,7 @@ def test_hessian_assembled_in_chunks_of_samples_is_the_same():
 def threaded_blocks():
     """Every error, gradient and hvp call split into blocks of samples that run in OpenMP threads, even
     for the small networks of these tests (normally only problems with enough work per block are)."""
-    network = derive.kernels.load_network()
+    network = load_network()
     if network.threading_info()["threads"] < 2:
         if os.environ.get("CI"):
             pytest.fail("CI machines have 2 cores and OpenBLAS: the threaded passes must be tested there")

@@ -5,7 +5,8 @@ Out: C99 expression text for the verbatim C blocks of the generated Cython modul
 
 The printer refuses what it cannot print faithfully (sums, Dirac deltas, unevaluated derivatives,
 undefined functions) with a :class:`~derive.errors.DerivationError`, instead of emitting wrong code.
-``sigmoid`` and ``softplus`` print as calls to the overflow-free helpers in :data:`C_HELPERS`.
+``sigmoid`` and ``softplus`` print as calls to the overflow-free helpers in :data:`C_HELPERS`, and
+``tanh`` as a call to one through ``expm1`` (faster in vector loops, within a few ulp of libm's).
 """
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
@@ -20,6 +21,13 @@ static inline double derive_sigmoid(double x) {
     const double e = exp(x);
     return e / (1.0 + e);
 }
+static inline double derive_tanh(double x) {
+    /* sign(x) expm1(2|x|) / (expm1(2|x|) + 2): one expm1, which vectorises better than tanh in libmvec;
+       |x| capped at 20, beyond which tanh is 1 in double precision (NaN passes through) */
+    const double ax = fabs(x) > 20.0 ? 20.0 : fabs(x);
+    const double e = expm1(2.0 * ax);
+    return copysign(e / (e + 2.0), x);
+}
 static inline double derive_softplus(double x) {
     /* log(1+exp(x)) = max(x,0) + log1p(exp(-|x|)) */
     return fmax(x, 0.0) + log1p(exp(-fabs(x)));
@@ -32,6 +40,9 @@ class KernelPrinter(C99CodePrinter):
 
     def _print_sigmoid(self, expr):
         return "derive_sigmoid(%s)" % self._print(expr.args[0])
+
+    def _print_tanh(self, expr):
+        return "derive_tanh(%s)" % self._print(expr.args[0])
 
     def _print_softplus(self, expr):
         return "derive_softplus(%s)" % self._print(expr.args[0])

@@ -22,7 +22,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.math cimport sqrt
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.stdlib cimport malloc, free
-from scipy.linalg.cython_blas cimport dgemm, dgemv, dsymv, dsyr
+from scipy.linalg.cython_blas cimport dgemm, dsymv, dsyr, dsyrk
 from scipy.linalg.cython_lapack cimport dsyev
 
 cdef extern from "<dlfcn.h>" nogil:
@@ -793,68 +793,85 @@ cdef class Plan:
 
     def outer_product(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
         """G = sum_n J_n^T Lambda_n J_n (W, W) with J_n = da(L)/dw: the generalised Gauss-Newton /
-        Levenberg-Marquardt matrix (5.84, 5.85 and their general form 5.85L)."""
-        cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], W = self.n_params, n, c0, C
-        (A, Z, D1, D2, DELTA, S, LAM_), E = self._state(w, X, T, True)
-        cdef double[::1] LAM = LAM_, Jc, LJ
-        B = self._sensitivities(w, D1, N, self._identities(N))
+        Levenberg-Marquardt matrix (5.84, 5.85 and their general form 5.85L), as sum_n F_n^T F_n with
+        F_n = R_n J_n, R_n^T R_n = Lambda_n: one symmetric rank-k update (dsyrk) per chunk of samples."""
+        cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], W = self.n_params, c0, C
+        cdef int iW = <int>W, rank
+        cdef char uplo = b'U', notrans = b'N'
+        cdef double one = 1.0
+        Z, B = self._factored_sensitivities(w, X, T)
         G = np.zeros((W, W))
         cdef double[:, ::1] Gv = G
+        cdef double[::1] F
         C = max(1, min(N, (1 << 22) // max(1, K * W)))
         for c0 in range(0, N, C):
             C = min(C, N - c0)
-            Jc = self._parameter_jacobian(B, X, Z, N, c0, C)
-            LJ = np.empty(C * K * W)
+            F = self._parameter_jacobian(B, X, Z, N, c0, C)
+            rank = <int>(C * K)
             with nogil:
-                for n in range(C):
-                    gemm(False, False, K, W, K, 1.0, &LAM[(c0 + n) * K * K], K, &Jc[n * K * W], W, 0.0,
-                         &LJ[n * K * W], W)
-                gemm(True, False, W, W, C * K, 1.0, &Jc[0], W, &LJ[0], W, 1.0, &Gv[0, 0], W)
-        return (G + G.T) / 2
+                # row-major F (C K x W) is BLAS's column-major F^T: G += F^T F fills BLAS's 'U' = our lower triangle
+                dsyrk(&uplo, &notrans, &iW, &rank, &one, &F[0], &iW, &one, &Gv[0, 0], &iW)
+        with nogil:
+            mirror_lower(&Gv[0, 0], W)
+        return G
 
     def inverse_outer_product(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T,
                               double alpha):
         """(G + alpha I)^-1 (W, W) by the sequential rank-one updates of 5.87-5.89 from H_0 = alpha I: one
-        update per sample and per column of a factor C_n with C_n C_n^T = J_n^T Lambda_n J_n."""
+        update per sample and per row c of F_n (F_n^T F_n = J_n^T Lambda_n J_n, see outer_product)."""
         cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], W = self.n_params, n, c0, C, q, k
-        cdef int iK = <int>K, iW = <int>W, one = 1, info = 0, lwork = <int>(3 * K + 1)
-        cdef char jobz = b'V', uplo = b'U', notrans = b'N'
-        cdef double zero = 0.0, scale, denominator, cutoff, beta = 1.0
-        (A, Z, D1, D2, DELTA, S, LAM_), E = self._state(w, X, T, True)
-        cdef double[::1] LAM = LAM_, Jc, ev = np.empty(K * K), lam = np.empty(K), work = np.empty(3 * K + 1)
-        cdef double[::1] c = np.empty(W), t = np.empty(W)
-        B = self._sensitivities(w, D1, N, self._identities(N))
+        cdef int iW = <int>W, one = 1
+        cdef char uplo = b'U'
+        cdef double zero = 0.0, scale, denominator, beta = 1.0
+        cdef double* c
+        Z, B = self._factored_sensitivities(w, X, T)
+        cdef double[::1] F, t = np.empty(W)
         Hinv = np.eye(W) / alpha
         cdef double[:, ::1] Hv = Hinv
         C = max(1, min(N, (1 << 22) // max(1, K * W)))
         for c0 in range(0, N, C):
             C = min(C, N - c0)
-            Jc = self._parameter_jacobian(B, X, Z, N, c0, C)
+            F = self._parameter_jacobian(B, X, Z, N, c0, C)
             with nogil:
-                for n in range(C):
-                    for k in range(K * K):
-                        ev[k] = LAM[(c0 + n) * K * K + k]
-                    dsyev(&jobz, &uplo, &iK, &ev[0], &iK, &lam[0], &work[0], &lwork, &info)
-                    if info != 0:
-                        break
-                    cutoff = 1e-14 * max(lam[K - 1], 0.0)
-                    for q in range(K):
-                        if lam[q] <= cutoff:
-                            continue
-                        scale = sqrt(lam[q])
-                        # c = sqrt(lambda_q) J_n^T u_q: one column of the factor C_n
-                        dgemv(&notrans, &iW, &iK, &scale, &Jc[n * K * W], &iW, &ev[q * K], &one, &zero, &c[0], &one)
-                        # 5.89: H^-1 <- H^-1 - (H^-1 c)(c^T H^-1) / (1 + c^T H^-1 c)
-                        dsymv(&uplo, &iW, &beta, &Hv[0, 0], &iW, &c[0], &one, &zero, &t[0], &one)
-                        denominator = 1.0
-                        for k in range(W):
-                            denominator = denominator + c[k] * t[k]
-                        scale = -1.0 / denominator
-                        dsyr(&uplo, &iW, &scale, &t[0], &one, &Hv[0, 0], &iW)
-            if info != 0:
-                raise ArithmeticError("the eigendecomposition of Lambda failed (LAPACK dsyev info=%d)" % info)
+                for q in range(C * K):
+                    c = &F[q * W]
+                    # 5.89: H^-1 <- H^-1 - (H^-1 c)(c^T H^-1) / (1 + c^T H^-1 c)
+                    dsymv(&uplo, &iW, &beta, &Hv[0, 0], &iW, c, &one, &zero, &t[0], &one)
+                    denominator = 1.0
+                    for k in range(W):
+                        denominator = denominator + c[k] * t[k]
+                    scale = -1.0 / denominator
+                    dsyr(&uplo, &iW, &scale, &t[0], &one, &Hv[0, 0], &iW)
         mirror_lower(&Hv[0, 0], W)   # dsyr updated the lower triangle (row-major view of BLAS's 'U')
         return Hinv
+
+    cdef tuple _factored_sensitivities(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
+        """(Z, B) for the outer product: the forward pass's unit outputs, and for each layer
+        B(l)_n = R_n da(L)/da(l) (N*K*d_l), backpropagated (5.74) from B(L)_n = R_n, where
+        R_n = diag(sqrt(lambda)) U^T from the eigendecomposition Lambda_n = U diag(lambda) U^T (dsyev),
+        so that R_n^T R_n = Lambda_n (eigenvalues below 1e-14 of the largest, rounding of a PSD Lambda,
+        count as 0)."""
+        cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], n, q, k
+        cdef int iK = <int>K, info = 0, lwork = <int>(3 * K + 1)
+        cdef char jobz = b'V', uplo = b'U'
+        cdef double cutoff
+        (A, Z, D1, D2, DELTA, S, LAM_), E = self._state(w, X, T, True)
+        cdef double[::1] LAM = LAM_, top = np.empty(N * K * K), ev = np.empty(K * K), lam = np.empty(K)
+        cdef double[::1] work = np.empty(3 * K + 1)
+        with nogil:
+            for n in range(N):
+                for k in range(K * K):
+                    ev[k] = LAM[n * K * K + k]
+                dsyev(&jobz, &uplo, &iK, &ev[0], &iK, &lam[0], &work[0], &lwork, &info)
+                if info != 0:
+                    break
+                cutoff = 1e-14 * max(lam[K - 1], 0.0)
+                for q in range(K):      # eigenvector q is ev[q K : (q+1) K]
+                    for k in range(K):
+                        top[(n * K + q) * K + k] = sqrt(lam[q]) * ev[q * K + k] if lam[q] > cutoff else 0.0
+        if info != 0:
+            raise ArithmeticError("the eigendecomposition of Lambda failed (LAPACK dsyev info=%d)" % info)
+        return Z, self._sensitivities(w, D1, N, top)
 
     def finite_difference_hessian(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T,
                                   double eps, bint from_gradient=True):
@@ -890,11 +907,6 @@ cdef class Plan:
         return E
 
     # --- helpers of the kernels above -----------------------------------------------------------
-
-    cdef _identities(self, Py_ssize_t N):
-        """(N, K, K) identity matrices: da(L)_k/da(L) for every sample."""
-        cdef Py_ssize_t K = self.d[self.L]
-        return np.ascontiguousarray(np.broadcast_to(np.eye(K), (N, K, K))).ravel()
 
     cdef list _sensitivities(self, const double[::1] w, const double[::1] D1, Py_ssize_t N, const double[::1] top):
         """B(l)[n, k, :] = d(output quantity k)/da(l) (N*K*d_l) for l = 1..L, from B(L) = top, by the

@@ -269,6 +269,7 @@ cdef enum:
     ERROR = 0
     GRADIENT = 1
     HVP = 2
+    JACOBIAN = 3
 cdef Py_ssize_t PART_WORK = 1 << 13   # multiply-adds (samples x parameters) a block needs to be worth a thread
 
 
@@ -637,11 +638,14 @@ cdef class Plan:
 
     cdef double _first_order(self, int kind, const double* w, const double* X, const double* T,
                              const double* v, Py_ssize_t N, double* out) except? -1:
-        """E, and into ``out`` (W,) the gradient or H v, summed over N samples. The samples are split into
-        blocks (one per core where it pays, see _blocks); each block's sums go to its own buffer and the
-        buffers are added in block order, so a result depends on the number of blocks only."""
-        cdef Py_ssize_t P = self._blocks(N), rows = (N + P - 1) // P, W = self.n_params, i, p
-        cdef Py_ssize_t size = self._block_work(kind, rows), partial = W if kind != ERROR else 0
+        """E, and into ``out`` the gradient or H v (W,), summed over N samples, or the input Jacobian
+        (N, K, d_0). The samples are split into blocks (one per core where it pays, see _blocks); a sum's
+        blocks go to buffers of their own that are added in block order, so a result depends on the
+        number of blocks only; the Jacobian's blocks write their own rows of ``out``."""
+        cdef Py_ssize_t cost = self.n_params * (self.d[self.L] if kind == JACOBIAN else 1)
+        cdef Py_ssize_t P = self._blocks(N, cost), rows = (N + P - 1) // P, i, p
+        cdef Py_ssize_t size = self._block_work(kind, rows)
+        cdef Py_ssize_t partial = self.n_params if kind == GRADIENT or kind == HVP else 0
         P = (N + rows - 1) // rows
         cdef double* work = workspace(P * size + (P - 1) * partial + P)
         cdef double* E = work + P * size + (P - 1) * partial
@@ -654,7 +658,8 @@ cdef class Plan:
                     derive_blas_single_begin()
                     for p in prange(P, num_threads=P, schedule="static"):
                         self._threaded_block(kind, w, X, T, v, N, rows, p, work + p * size,
-                                             out if p == 0 else work + P * size + (p - 1) * partial, E)
+                                             self._block_output(kind, out, p, rows,
+                                                                work + P * size + (p - 1) * partial), E)
                     derive_blas_single_end()
                     for p in range(1, P):
                         for i in range(partial):
@@ -665,12 +670,21 @@ cdef class Plan:
             release(work)
         return total
 
-    cdef Py_ssize_t _blocks(self, Py_ssize_t N) noexcept nogil:
+    cdef inline double* _block_output(self, int kind, double* out, Py_ssize_t p, Py_ssize_t rows,
+                                      double* own) noexcept nogil:
+        """Where block p writes: its rows of the Jacobian, the caller's ``out`` (block 0 of a sum), or its
+        own buffer ``own``."""
+        if kind == JACOBIAN:
+            return out + p * rows * self.d[self.L] * self.d[0]
+        return out if p == 0 else own
+
+    cdef Py_ssize_t _blocks(self, Py_ssize_t N, Py_ssize_t cost) noexcept nogil:
         """Blocks of samples for the first-order passes: one per OpenMP thread, each with at least
-        PART_WORK multiply-adds (samples x parameters); 1 where threads are off (see the module's top)."""
+        PART_WORK multiply-adds (samples x ``cost`` per sample); 1 where threads are off (see the
+        module's top)."""
         if not blas_bound or not threads_allowed or openmp.omp_in_parallel():
             return 1
-        return max(1, min(<Py_ssize_t>openmp.omp_get_max_threads(), N * self.n_params // PART_WORK, N))
+        return max(1, min(<Py_ssize_t>openmp.omp_get_max_threads(), N * cost // PART_WORK, N))
 
     cdef Py_ssize_t _block_work(self, int kind, Py_ssize_t N) noexcept nogil:
         """Doubles of working memory a block of N samples needs."""
@@ -681,6 +695,8 @@ cdef class Plan:
             return 5 * n                           # A Z D1 DELTA S
         for l in range(self.L + 1):
             widest = max(widest, self.d[l])
+        if kind == JACOBIAN:
+            return 4 * n + N * K + 3 * N * K * widest   # A Z D1 DELTA | zero targets | B, G, B below
         return 9 * n + N * K * K + 2 * N * widest  # A Z D1 D2 DELTA S RA RZ RDELTA | LAM | U R
 
     cdef void _threaded_block(self, int kind, const double* w, const double* X, const double* T,
@@ -693,9 +709,13 @@ cdef class Plan:
     cdef double _block(self, int kind, const double* w, const double* X, const double* T, const double* v,
                        Py_ssize_t N, double* work, double* out) noexcept nogil:
         """One block of N samples: forward pass and output layer (5.48-5.49), and for GRADIENT
-        backpropagation (5.53-5.56) into out, for HVP the R-operator passes (5.101-5.111) into out."""
+        backpropagation (5.53-5.56) into out, for HVP the R-operator passes (5.101-5.111) into out, for
+        JACOBIAN the input Jacobian (5.73-5.77) into out."""
         cdef Py_ssize_t n = N * self.U, K = self.d[self.L], widest = 1, l
         cdef double E
+        if kind == JACOBIAN:
+            self._input_jacobian(w, X, N, work, out)
+            return 0.0
         if kind == ERROR:
             self._forward(w, X, N, work, work + n, work + 2 * n, NULL)
             return self._output(T, N, work, work + n, work + 3 * n, NULL)
@@ -737,19 +757,43 @@ cdef class Plan:
     def jacobian(self, const double[::1] w, const double[:, ::1] X):
         """J[n, k, i] = dy_k/dx_i (N, d_L, d_0): the output Jacobian (5.75-5.77) backpropagated (5.74)
         and multiplied into the first layer's weights (5.73)."""
-        cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], n
-        (A, Z_, D1, D2, DELTA, S, LAM), E = self._state(w, X, np.zeros((N, K)), False)
-        cdef double[::1] Z = Z_
-        cdef double[::1] top = np.empty(N * K * K)
-        with nogil:
-            for n in range(N):
-                self.out_jacobian(&Z[N * self.uoff[self.L] + n * K], K, &top[n * K * K])
-        cdef double[::1] B1 = self._sensitivities(w, D1, N, top)[1]
-        cdef double[::1] J = np.empty(N * K * self.d[0])
-        with nogil:
-            gemm(False, False, N * K, self.d[0], self.d[1], 1.0, &B1[0], self.d[1], &w[self.woff[1]], self.d[0],
-                 0.0, &J[0], self.d[0])                                              # 5.73
-        return np.asarray(J).reshape(N, K, self.d[0])
+        cdef Py_ssize_t N = X.shape[0], K = self.d[self.L]
+        require_finite(w, X, None, None)
+        J = np.empty((N, K, self.d[0]))
+        cdef double[:, :, ::1] Jv = J
+        self._first_order(JACOBIAN, &w[0], &X[0, 0], NULL, NULL, N, &Jv[0, 0, 0])
+        return J
+
+    cdef void _input_jacobian(self, const double* w, const double* X, Py_ssize_t N, double* work,
+                              double* J) noexcept nogil:
+        """J (N, K, d_0) of one block: forward pass, dy/da(L) of each sample (5.75-5.77), then
+        B(l) = h'(a(l)) o (B(l+1) W(l+1)) (5.74, one GEMM over samples and outputs) and J = B(1) W(1) (5.73)."""
+        cdef Py_ssize_t n = N * self.U, K = self.d[self.L], widest = 1, l, i, k
+        cdef double* B
+        cdef double* G
+        cdef double* below
+        for l in range(self.L + 1):
+            widest = max(widest, self.d[l])
+        cdef double* zeros = work + 4 * n
+        B = zeros + N * K
+        G = B + N * K * widest
+        below = G + N * K * widest
+        for i in range(N * K):
+            zeros[i] = 0.0
+        self._forward(w, X, N, work, work + n, work + 2 * n, NULL)
+        self._output(zeros, N, work, work + n, work + 3 * n, NULL)            # y into Z's output block
+        for i in range(N):
+            self.out_jacobian(work + n + N * self.uoff[self.L] + i * K, K, B + i * K * K)
+        for l in range(self.L - 1, 0, -1):
+            gemm(False, False, N * K, self.d[l], self.d[l + 1], 1.0, B, self.d[l + 1], w + self.woff[l + 1],
+                 self.d[l], 0.0, G, self.d[l])
+            for i in range(N):
+                for k in range(K):
+                    derive_jacobian_backprop(work + 2 * n + N * self.uoff[l] + i * self.d[l],
+                                             G + (i * K + k) * self.d[l], below + (i * K + k) * self.d[l], self.d[l])
+            B, below = below, B
+        gemm(False, False, N * K, self.d[0], self.d[1], 1.0, B, self.d[1], w + self.woff[1], self.d[0], 0.0,
+             J, self.d[0])
 
     def hessian_diagonal(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T,
                          bint exact=True):

@@ -41,9 +41,15 @@ class Timing:
         return float(np.median(self.times))
 
 
+SETTLE_S = 0.2   # pause before each cell: threads another implementation left spinning go idle first
+
+
 def time_calls(fn, budget, trace_memory=False):
     """Time ``fn()`` by the rules of ``budget``; with ``trace_memory`` the first call also reports
-    its peak of traced (Python and NumPy) allocations in MiB."""
+    its peak of traced (Python and NumPy) allocations in MiB. Waits SETTLE_S seconds first: thread pools
+    (OpenBLAS, OpenMP, XLA's) spin for a while after their last task and would otherwise slow down
+    whichever implementation is timed next."""
+    time.sleep(SETTLE_S)
     start = time.perf_counter()
     result, peak = peak_mib(fn) if trace_memory else (fn(), None)
     first = time.perf_counter() - start

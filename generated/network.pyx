@@ -271,6 +271,8 @@ cdef enum:
     HVP = 2
     JACOBIAN = 3
 cdef Py_ssize_t PART_WORK = 1 << 13   # multiply-adds (samples x parameters) a block needs to be worth a thread
+cdef Py_ssize_t HESSIAN_SPLIT_MAX = 2048      # parameters: a second W x W matrix (32 MiB) for two threads
+cdef Py_ssize_t HESSIAN_SPLIT_WORK = 1 << 22  # N W^2 below which a split Hessian is not worth a thread
 
 
 def _bind_blas_threads():
@@ -309,6 +311,13 @@ def _set_part_work(Py_ssize_t work):
     (For tests: a small value sends small problems through the threaded path.)"""
     global PART_WORK
     old, PART_WORK = PART_WORK, max(1, work)
+    return old
+
+
+def _set_hessian_split(Py_ssize_t max_params):
+    """Set the largest W for which the Hessian is assembled by two threads; returns the old value (tests)."""
+    global HESSIAN_SPLIT_MAX
+    old, HESSIAN_SPLIT_MAX = HESSIAN_SPLIT_MAX, max_params
     return old
 
 
@@ -737,22 +746,49 @@ cdef class Plan:
 
     def hessian(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T, Py_ssize_t chunk=0):
         """The exact Hessian (W, W) by second-order backpropagation (5.92-5.95, L-layer forms),
-        assembled block by block with BLAS, in chunks of ``chunk`` samples (0: automatic)."""
-        cdef Py_ssize_t N = X.shape[0], W = self.n_params, C, c0
+        assembled block by block with BLAS, in chunks of ``chunk`` samples (0: automatic). Where W is
+        at most HESSIAN_SPLIT_MAX and there is work enough, the samples are split in halves assembled by
+        two threads into two matrices (single-threaded BLAS each) that are then added."""
+        cdef Py_ssize_t N = X.shape[0], W = self.n_params, C, p, i, half
         require_finite(w, X, T, None)
         C = chunk if chunk > 0 else self._chunk_size(N)
         C = min(C, N)
         H = np.zeros((W, W))
-        cdef double[:, ::1] Hv = H
-        cdef Chunk ch = self._chunk(N, C)
+        cdef double[:, ::1] Hv = H, Hv1
+        cdef Chunk ch = self._chunk(N, C), ch1
+        cdef bint split = (blas_bound and threads_allowed and not openmp.omp_in_parallel() and N >= 2
+                           and openmp.omp_get_max_threads() >= 2 and W <= HESSIAN_SPLIT_MAX
+                           and N * W * W >= HESSIAN_SPLIT_WORK)
+        if not split:
+            with nogil:
+                self._second_order_state(&w[0], &X[0, 0], &T[0, 0], N, &ch.st)
+                self._hessian_samples(&w[0], &X[0, 0], &ch.st, 0, N, C, ch, &Hv[0, 0])
+                mirror_lower(&Hv[0, 0], W)  # blocks were filled for (row layer m) >= (column layer l)
+            return H
+        half = (N + 1) // 2
+        Hv1 = np.zeros((W, W))
+        ch1 = self._chunk(1, min(C, half))     # scratch only: both halves read the state in ch
         with nogil:
             self._second_order_state(&w[0], &X[0, 0], &T[0, 0], N, &ch.st)
-            c0 = 0
-            while c0 < N:
-                self._hessian_chunk(&w[0], &X[0, 0], &ch.st, c0, min(C, N - c0), ch, &Hv[0, 0])
-                c0 += C
-            mirror_lower(&Hv[0, 0], W)  # blocks were filled for (row layer m) >= (column layer l)
+            derive_blas_single_begin()
+            for p in prange(2, num_threads=2, schedule="static"):
+                if p == 0:
+                    self._hessian_samples(&w[0], &X[0, 0], &ch.st, 0, half, C, ch, &Hv[0, 0])
+                else:
+                    self._hessian_samples(&w[0], &X[0, 0], &ch.st, half, N, min(C, half), ch1, &Hv1[0, 0])
+            derive_blas_single_end()
+            for i in range(W * W):
+                (&Hv[0, 0])[i] += (&Hv1[0, 0])[i]
+            mirror_lower(&Hv[0, 0], W)
         return H
+
+    cdef void _hessian_samples(self, const double* w, const double* X, State* st, Py_ssize_t n0, Py_ssize_t n1,
+                               Py_ssize_t C, Chunk ch, double* H) noexcept nogil:
+        """Add samples n0..n1-1 to the lower blocks of H, C samples at a time."""
+        cdef Py_ssize_t c0 = n0
+        while c0 < n1:
+            self._hessian_chunk(w, X, st, c0, min(C, n1 - c0), ch, H)
+            c0 += C
 
     def jacobian(self, const double[::1] w, const double[:, ::1] X):
         """J[n, k, i] = dy_k/dx_i (N, d_L, d_0): the output Jacobian (5.75-5.77) backpropagated (5.74)

@@ -202,3 +202,16 @@ def test_threaded_blocks_agree_with_one_block(N, threaded_blocks):
     assert abs(threaded[0] - single[0]) <= 1e-13 * abs(single[0])
     for value, reference in zip(threaded[1:], single[1:]):
         assert rel(value, reference) <= 1e-13
+
+
+def test_hessian_assembled_by_two_threads_matches_one_and_finite_differences(threaded_blocks):
+    net = derive.MLP([10, 32, 3], activation="softplus", loss="ce")          # W = 451: split in two halves
+    w, X, T = random_problem(net, seed=5, samples=64)
+    split = net.hessian(w, X, T)
+    old = threaded_blocks._set_hessian_split(0)
+    try:
+        single = net.hessian(w, X, T)
+    finally:
+        threaded_blocks._set_hessian_split(old)
+    assert rel(split, single) <= 1e-13 and np.array_equal(split, split.T)
+    assert rel(split, central_difference_rows(lambda u: net.gradient(u, X, T), w, 1e-5)) <= 1e-6

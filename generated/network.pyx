@@ -219,12 +219,13 @@ cdef extern from *:
 
 
 # --- threads --------------------------------------------------------------------------------------
-# The first-order passes (error, gradient, HVP) split the samples into one block per core and run the
-# blocks in OpenMP threads, each block's BLAS calls in its own thread. OpenBLAS's thread count is
+# The first-order passes (error, gradient, HVP, input Jacobian) split the samples into one block per core
+# and run the blocks in OpenMP threads, each block's BLAS calls in its own thread; the Hessian of a small
+# network is assembled by two threads from the two halves of the samples. OpenBLAS's thread count is
 # process-wide, so while any such pass runs it is set to 1 (derive_blas_single_begin/end: the first pass
 # to start saves it, the last to finish restores it; meanwhile other threads' OpenBLAS calls run on one
 # core). With a BLAS whose thread count cannot be set this way, and in a child process after fork() (GNU
-# OpenMP's thread pool does not survive a fork), the passes run in the calling thread.
+# OpenMP's thread pool does not survive a fork), everything runs in the calling thread.
 
 cdef extern from *:
     """
@@ -713,7 +714,8 @@ cdef class Plan:
                               double* out, double* E) noexcept nogil:
         """Block p (samples p*rows ...) in an OpenMP thread."""
         cdef Py_ssize_t n0 = p * rows, count = min(rows, N - n0)
-        E[p] = self._block(kind, w, X + n0 * self.d[0], T + n0 * self.d[self.L], v, count, work, out)
+        E[p] = self._block(kind, w, X + n0 * self.d[0], NULL if T == NULL else T + n0 * self.d[self.L], v,
+                           count, work, out)
 
     cdef double _block(self, int kind, const double* w, const double* X, const double* T, const double* v,
                        Py_ssize_t N, double* work, double* out) noexcept nogil:

@@ -178,7 +178,7 @@ def threaded_blocks():
     if network.threading_info()["threads"] < 2:
         if os.environ.get("CI"):
             pytest.fail("CI machines have 2 cores and OpenBLAS: the threaded passes must be tested there")
-        pytest.skip("one OpenMP thread, or a BLAS whose thread count cannot be set per thread")
+        pytest.skip("one OpenMP thread, or a BLAS other than OpenBLAS behind scipy")
     old = network._set_part_work(1)
     yield network
     network._set_part_work(old)

@@ -34,7 +34,7 @@ import time
 import Cython
 import numpy
 
-from derive.directives import compile_flags, debug_build, directives, link_flags
+from derive.directives import compile_flags, directives, link_flags
 from derive.errors import BuildError, SpecificationError
 
 _load_lock = threading.Lock()

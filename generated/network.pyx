@@ -293,6 +293,11 @@ def _bind_blas_threads():
     return blas_bound
 
 
+cdef inline bint threads_usable() noexcept nogil:
+    """Whether a pass may run blocks in OpenMP threads now (see above; not inside a caller's parallel region)."""
+    return blas_bound and threads_allowed and not openmp.omp_in_parallel()
+
+
 def _serial_after_fork():
     global threads_allowed
     threads_allowed = False
@@ -469,6 +474,7 @@ cdef class Plan:
     cdef Py_ssize_t* boff
     cdef Py_ssize_t* uoff
     cdef Py_ssize_t U
+    cdef Py_ssize_t widest      # max over layers of d_l
     cdef activation_fn* act
     cdef derive_output_fn out
     cdef derive_jacobian_fn out_jacobian
@@ -490,6 +496,7 @@ cdef class Plan:
             self.d[l] = sizes[l]
         self.n_params = 0
         self.U = 0
+        self.widest = max(sizes)
         for l in range(1, self.L + 1):
             self.woff[l] = self.n_params
             self.boff[l] = self.n_params + self.d[l] * self.d[l - 1]
@@ -692,22 +699,20 @@ cdef class Plan:
         """Blocks of samples for the first-order passes: one per OpenMP thread, each with at least
         PART_WORK multiply-adds (samples x ``cost`` per sample); 1 where threads are off (see the
         module's top)."""
-        if not blas_bound or not threads_allowed or openmp.omp_in_parallel():
+        if not threads_usable():
             return 1
         return max(1, min(<Py_ssize_t>openmp.omp_get_max_threads(), N * cost // PART_WORK, N))
 
     cdef Py_ssize_t _block_work(self, int kind, Py_ssize_t N) noexcept nogil:
         """Doubles of working memory a block of N samples needs."""
-        cdef Py_ssize_t n = N * self.U, K = self.d[self.L], widest = 1, l
+        cdef Py_ssize_t n = N * self.U, K = self.d[self.L]
         if kind == ERROR:
             return 4 * n                           # A Z D1 DELTA
         if kind == GRADIENT:
             return 5 * n                           # A Z D1 DELTA S
-        for l in range(self.L + 1):
-            widest = max(widest, self.d[l])
         if kind == JACOBIAN:
-            return 4 * n + N * K + 3 * N * K * widest   # A Z D1 DELTA | zero targets | B, G, B below
-        return 9 * n + N * K * K + 2 * N * widest  # A Z D1 D2 DELTA S RA RZ RDELTA | LAM | U R
+            return 4 * n + N * K + 3 * N * K * self.widest   # A Z D1 DELTA | zero targets | B, G, B below
+        return 9 * n + N * K * K + 2 * N * self.widest  # A Z D1 D2 DELTA S RA RZ RDELTA | LAM | U R
 
     cdef void _threaded_block(self, int kind, const double* w, const double* X, const double* T,
                               const double* v, Py_ssize_t N, Py_ssize_t rows, Py_ssize_t p, double* work,
@@ -722,7 +727,7 @@ cdef class Plan:
         """One block of N samples: forward pass and output layer (5.48-5.49), and for GRADIENT
         backpropagation (5.53-5.56) into out, for HVP the R-operator passes (5.101-5.111) into out, for
         JACOBIAN the input Jacobian (5.73-5.77) into out."""
-        cdef Py_ssize_t n = N * self.U, K = self.d[self.L], widest = 1, l
+        cdef Py_ssize_t n = N * self.U, K = self.d[self.L]
         cdef double E
         if kind == JACOBIAN:
             self._input_jacobian(w, X, N, work, out)
@@ -735,15 +740,13 @@ cdef class Plan:
             E = self._output(T, N, work, work + n, work + 3 * n, NULL)
             self._backward(w, X, N, work + n, work + 2 * n, work + 3 * n, work + 4 * n, out)
             return E
-        for l in range(self.L + 1):
-            widest = max(widest, self.d[l])
         cdef double* LAM = work + 9 * n
         cdef double* U = LAM + N * K * K
         self._forward(w, X, N, work, work + n, work + 2 * n, work + 3 * n)
         E = self._output(T, N, work, work + n, work + 4 * n, LAM)
         self._backward(w, X, N, work + n, work + 2 * n, work + 4 * n, work + 5 * n, NULL)
         self._r_pass(w, v, X, N, work + n, work + 2 * n, work + 3 * n, work, work + 4 * n, work + 5 * n, LAM,
-                     work + 6 * n, work + 7 * n, work + 8 * n, U, U + N * widest, out)
+                     work + 6 * n, work + 7 * n, work + 8 * n, U, U + N * self.widest, out)
         return E
 
     def hessian(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T, Py_ssize_t chunk=0):
@@ -758,9 +761,8 @@ cdef class Plan:
         H = np.zeros((W, W))
         cdef double[:, ::1] Hv = H, Hv1
         cdef Chunk ch = self._chunk(N, C), ch1
-        cdef bint split = (blas_bound and threads_allowed and not openmp.omp_in_parallel() and N >= 2
-                           and openmp.omp_get_max_threads() >= 2 and W <= HESSIAN_SPLIT_MAX
-                           and N * W * W >= HESSIAN_SPLIT_WORK)
+        cdef bint split = (threads_usable() and N >= 2 and openmp.omp_get_max_threads() >= 2
+                           and W <= HESSIAN_SPLIT_MAX and N * W * W >= HESSIAN_SPLIT_WORK)
         if not split:
             with nogil:
                 self._second_order_state(&w[0], &X[0, 0], &T[0, 0], N, &ch.st)
@@ -806,16 +808,11 @@ cdef class Plan:
                               double* J) noexcept nogil:
         """J (N, K, d_0) of one block: forward pass, dy/da(L) of each sample (5.75-5.77), then
         B(l) = h'(a(l)) o (B(l+1) W(l+1)) (5.74, one GEMM over samples and outputs) and J = B(1) W(1) (5.73)."""
-        cdef Py_ssize_t n = N * self.U, K = self.d[self.L], widest = 1, l, i, k
-        cdef double* B
-        cdef double* G
-        cdef double* below
-        for l in range(self.L + 1):
-            widest = max(widest, self.d[l])
+        cdef Py_ssize_t n = N * self.U, K = self.d[self.L], l, i
         cdef double* zeros = work + 4 * n
-        B = zeros + N * K
-        G = B + N * K * widest
-        below = G + N * K * widest
+        cdef double* B = zeros + N * K
+        cdef double* G = B + N * K * self.widest
+        cdef double* below = G + N * K * self.widest
         for i in range(N * K):
             zeros[i] = 0.0
         self._forward(w, X, N, work, work + n, work + 2 * n, NULL)
@@ -823,12 +820,7 @@ cdef class Plan:
         for i in range(N):
             self.out_jacobian(work + n + N * self.uoff[self.L] + i * K, K, B + i * K * K)
         for l in range(self.L - 1, 0, -1):
-            gemm(False, False, N * K, self.d[l], self.d[l + 1], 1.0, B, self.d[l + 1], w + self.woff[l + 1],
-                 self.d[l], 0.0, G, self.d[l])
-            for i in range(N):
-                for k in range(K):
-                    derive_jacobian_backprop(work + 2 * n + N * self.uoff[l] + i * self.d[l],
-                                             G + (i * K + k) * self.d[l], below + (i * K + k) * self.d[l], self.d[l])
+            self._sensitivity_step(l, w, work + 2 * n + N * self.uoff[l], N, B, G, below)
             B, below = below, B
         gemm(False, False, N * K, self.d[0], self.d[1], 1.0, B, self.d[1], w + self.woff[1], self.d[0], 0.0,
              J, self.d[0])
@@ -992,8 +984,8 @@ cdef class Plan:
 
     cdef list _sensitivities(self, const double[::1] w, const double[::1] D1, Py_ssize_t N, const double[::1] top):
         """B(l)[n, k, :] = d(output quantity k)/da(l) (N*K*d_l) for l = 1..L, from B(L) = top, by the
-        Jacobian backpropagation 5.74 (G = B(l+1) W(l+1) is one GEMM over all samples and outputs)."""
-        cdef Py_ssize_t K = self.d[self.L], L = self.L, l, n, k
+        Jacobian backpropagation 5.74 (see _sensitivity_step)."""
+        cdef Py_ssize_t K = self.d[self.L], L = self.L, l
         cdef double[::1] up, G, out
         B = [None] * (L + 1)
         B[L] = np.asarray(top)
@@ -1002,14 +994,20 @@ cdef class Plan:
             G = np.empty(N * K * self.d[l])
             out = np.empty(N * K * self.d[l])
             with nogil:
-                gemm(False, False, N * K, self.d[l], self.d[l + 1], 1.0, &up[0], self.d[l + 1],
-                     &w[self.woff[l + 1]], self.d[l], 0.0, &G[0], self.d[l])
-                for n in range(N):
-                    for k in range(K):
-                        derive_jacobian_backprop(&D1[N * self.uoff[l] + n * self.d[l]], &G[(n * K + k) * self.d[l]],
-                                                 &out[(n * K + k) * self.d[l]], self.d[l])
+                self._sensitivity_step(l, &w[0], &D1[N * self.uoff[l]], N, &up[0], &G[0], &out[0])
             B[l] = np.asarray(out)
         return B
+
+    cdef void _sensitivity_step(self, Py_ssize_t l, const double* w, const double* d1, Py_ssize_t N,
+                                const double* up, double* G, double* out) noexcept nogil:
+        """One step of 5.74 for N samples x K outputs: out = h'(a(l)) o (up W(l+1)), with up = B(l+1)
+        (N*K, d_{l+1}), d1 = h'(a(l)) (N, d_l); G (N*K, d_l) is scratch. One GEMM, then the derived
+        pointwise product."""
+        cdef Py_ssize_t K = self.d[self.L], dl = self.d[l], n, k
+        gemm(False, False, N * K, dl, self.d[l + 1], 1.0, up, self.d[l + 1], w + self.woff[l + 1], dl, 0.0, G, dl)
+        for n in range(N):
+            for k in range(K):
+                derive_jacobian_backprop(d1 + n * dl, G + (n * K + k) * dl, out + (n * K + k) * dl, dl)
 
     cdef list _augmented(self, const double[:, ::1] X, const double[::1] Z, Py_ssize_t N, Py_ssize_t c0,
                          Py_ssize_t C):

@@ -9,8 +9,10 @@ expanded difference with zero.
 Until ``derive/expressions.py`` exists, the tests can run with ``PYTHONPATH=/tmp/stub``.
 """
 import itertools
+import os
 
 import numpy as np
+import pytest
 import sympy as sp
 
 #: Base names of the quantities that are symmetric by definition (M = ∂²E_n/∂a∂aᵀ, Λ = M⁽ᴸ⁾).
@@ -118,3 +120,19 @@ def random_problem(net, samples=5, seed=0):
     T = {"sse": rng.normal(size=(samples, K)), "bce": rng.uniform(size=(samples, K)),
          "ce": rng.uniform(0.1, 1.0, size=(samples, K))}[net.loss.name]
     return w, X, T
+
+
+@pytest.fixture
+def threaded_blocks():
+    """Every error, gradient, hvp and jacobian call split into blocks of samples that run in OpenMP
+    threads, even for the small networks of the tests (normally only problems with enough work per block
+    are). Skipped with one OpenMP thread or a BLAS other than OpenBLAS, except under CI."""
+    from derive.kernels import load_network
+    network = load_network()
+    if network.threading_info()["threads"] < 2:
+        if os.environ.get("CI"):
+            pytest.fail("CI machines have 2 cores and OpenBLAS: the threaded passes must be tested there")
+        pytest.skip("one OpenMP thread, or a BLAS other than OpenBLAS behind scipy")
+    old = network._set_part_work(1)
+    yield network
+    network._set_part_work(old)

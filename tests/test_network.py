@@ -5,13 +5,10 @@ as expressions (compiled on demand): the gradient matches central differences of
 the Hessian matches central differences of the gradient (5.91) and is symmetric, and hvp(v) equals
 hessian @ v. The references here are written independently of derive's own `check` module.
 """
-import os
-
 import numpy as np
 import pytest
 
 import derive
-from derive.kernels import load_network
 from conftest import random_problem
 
 SIZES = {1: [3, 2], 2: [3, 4, 2], 3: [2, 3, 4, 3]}
@@ -168,20 +165,6 @@ def test_hessian_assembled_in_chunks_of_samples_is_the_same():
 
 
 # --- first-order passes in threads -------------------------------------------------------------------
-
-
-@pytest.fixture
-def threaded_blocks():
-    """Every error, gradient, hvp and jacobian call split into blocks of samples that run in OpenMP threads, even
-    for the small networks of these tests (normally only problems with enough work per block are)."""
-    network = load_network()
-    if network.threading_info()["threads"] < 2:
-        if os.environ.get("CI"):
-            pytest.fail("CI machines have 2 cores and OpenBLAS: the threaded passes must be tested there")
-        pytest.skip("one OpenMP thread, or a BLAS other than OpenBLAS behind scipy")
-    old = network._set_part_work(1)
-    yield network
-    network._set_part_work(old)
 
 
 @pytest.mark.parametrize("loss", sorted(derive.LOSSES))

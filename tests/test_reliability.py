@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import derive
-from derive.kernels import load_network
 import derive.scalar
 from derive import build, network
 
@@ -146,15 +145,6 @@ def assert_same_results_from_many_threads():
 
 def test_kernels_give_the_same_results_from_many_threads():
     assert_same_results_from_many_threads()
-
-
-@pytest.fixture
-def threaded_blocks():
-    """First-order passes split into blocks of samples in OpenMP threads even for tiny problems."""
-    kernels = load_network()
-    old = kernels._set_part_work(1)
-    yield kernels
-    kernels._set_part_work(old)
 
 
 def test_threaded_kernels_give_the_same_results_from_many_threads(threaded_blocks):

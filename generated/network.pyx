@@ -274,6 +274,8 @@ cdef enum:
 cdef Py_ssize_t PART_WORK = 1 << 13   # multiply-adds (samples x parameters) a block needs to be worth a thread
 cdef Py_ssize_t HESSIAN_SPLIT_MAX = 2048      # parameters: a second W x W matrix (32 MiB) for two threads
 cdef Py_ssize_t HESSIAN_SPLIT_WORK = 1 << 22  # N W^2 below which a split Hessian is not worth a thread
+cdef Py_ssize_t SCATTER_PARALLEL = 1 << 22    # entries of H above which a scatter or copy into H is shared by the threads
+cdef Py_ssize_t PRODUCT_WORK = 1 << 20        # multiply-adds above which a product of the Hessian is shared by the threads
 
 
 def _bind_blas_threads():
@@ -320,6 +322,16 @@ def _set_part_work(Py_ssize_t work):
     return old
 
 
+def _set_shared_work(Py_ssize_t product_work, Py_ssize_t scatter_entries):
+    """Set the multiply-adds of a second-order product, and the entries of a scatter into H, from which
+    they are shared among the threads; returns the old pair. (For tests: 1, 1 sends small problems
+    through the threaded paths.)"""
+    global PRODUCT_WORK, SCATTER_PARALLEL
+    old = (PRODUCT_WORK, SCATTER_PARALLEL)
+    PRODUCT_WORK, SCATTER_PARALLEL = max(1, product_work), max(1, scatter_entries)
+    return old
+
+
 def _set_hessian_split(Py_ssize_t max_params):
     """Set the largest W for which the Hessian is assembled by two threads; returns the old value (tests)."""
     global HESSIAN_SPLIT_MAX
@@ -353,6 +365,44 @@ cdef inline void gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
     dgemm(&cb, &ca, &iN, &im, &ik, &alpha, <double*>B, &ildb, <double*>A, &ilda, &beta, C, &ildc)
 
 
+cdef void pgemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
+                const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb, double beta,
+                double* C, Py_ssize_t ldc) noexcept nogil:
+    """gemm with the rows of C shared among the OpenMP threads, one single-threaded BLAS call each, where
+    the product has PRODUCT_WORK multiply-adds or more. (OpenBLAS's own threads would busy-wait for
+    ~0.1 s after each product and take a core from the scatters into H between the products.)"""
+    cdef int parts = 1, p
+    if m >= 2 and m * n * k >= PRODUCT_WORK and threads_usable():
+        parts = <int>min(<Py_ssize_t>openmp.omp_get_max_threads(), m)
+    if parts == 1:
+        gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        return
+    derive_blas_single_begin()
+    for p in prange(parts, num_threads=parts, schedule="static"):
+        gemm(ta, tb, (p + 1) * m // parts - p * m // parts, n, k, alpha,
+             A + (p * m // parts) * (1 if ta else lda), lda, B, ldb, beta, C + (p * m // parts) * ldc, ldc)
+    derive_blas_single_end()
+
+
+cdef inline int sample_threads(Py_ssize_t work) noexcept nogil:
+    """Threads for a loop over samples of ``work`` multiply-adds in all (1 below PRODUCT_WORK)."""
+    return openmp.omp_get_max_threads() if work >= PRODUCT_WORK and threads_usable() else 1
+
+
+cdef inline void blas_single(int threads, bint begin) noexcept nogil:
+    """Around a loop that calls BLAS from ``threads`` threads: single-threaded BLAS while it runs."""
+    if threads > 1:
+        if begin:
+            derive_blas_single_begin()
+        else:
+            derive_blas_single_end()
+
+
+cdef inline int scatter_threads(Py_ssize_t entries) noexcept nogil:
+    """Threads for a scatter (or copy) of ``entries`` entries into H (1 below SCATTER_PARALLEL)."""
+    return openmp.omp_get_max_threads() if entries >= SCATTER_PARALLEL and threads_usable() else 1
+
+
 cdef inline void augment(const double* Z, Py_ssize_t n, Py_ssize_t d, double* out) noexcept nogil:
     """out (n x (d+1)) = [Z | 1]: a bias is a weight from a unit fixed at 1."""
     cdef Py_ssize_t i, j
@@ -373,9 +423,11 @@ cdef inline void outer_rows(const double* P, Py_ssize_t p, const double* Q, Py_s
 
 
 cdef void mirror_lower(double* H, Py_ssize_t W) noexcept nogil:
-    """H[r, c] = H[c, r] for c > r: the strict upper triangle from the lower, in cache-sized tiles."""
+    """H[r, c] = H[c, r] for c > r: the strict upper triangle from the lower, in cache-sized tiles (rows
+    of tiles shared among the threads where H is large: the first writes into fresh pages of H are the
+    kernel's page clearing, which runs in the writing thread)."""
     cdef Py_ssize_t r0, c0, r, c, tile = 64
-    for r0 in range(0, W, 64):
+    for r0 in prange(0, W, 64, num_threads=scatter_threads(W * W), schedule="static", chunksize=1):
         for c0 in range(r0, W, 64):
             for r in range(r0, min(r0 + tile, W)):
                 for c in range(max(c0, r + 1), min(c0 + tile, W)):
@@ -763,11 +815,16 @@ cdef class Plan:
         cdef Chunk ch = self._chunk(N, C), ch1
         cdef bint split = (threads_usable() and N >= 2 and openmp.omp_get_max_threads() >= 2
                            and W <= HESSIAN_SPLIT_MAX and N * W * W >= HESSIAN_SPLIT_WORK)
+        cdef bint own_threads = threads_usable()
         if not split:
             with nogil:
+                if own_threads:   # the products are shared among derive's threads (see pgemm)
+                    derive_blas_single_begin()
                 self._second_order_state(&w[0], &X[0, 0], &T[0, 0], N, &ch.st)
                 self._hessian_samples(&w[0], &X[0, 0], &ch.st, 0, N, C, ch, &Hv[0, 0])
                 mirror_lower(&Hv[0, 0], W)  # blocks were filled for (row layer m) >= (column layer l)
+                if own_threads:
+                    derive_blas_single_end()
             return H
         half = (N + 1) // 2
         Hv1 = np.zeros((W, W))
@@ -1057,7 +1114,7 @@ cdef class Plan:
         for m in range(1, self.L + 1):
             for l in range(1, m):
                 g_size = max(g_size, C * self.d[m] * self.d[l])
-                xs_size = max(xs_size, self.d[m - 1] * self.d[l])
+                xs_size = max(xs_size, openmp.omp_get_max_threads() * self.d[m - 1] * self.d[l])
         if not blocks:
             g_size = xs_size = 0
         return Chunk([self.d[l] for l in range(self.L + 1)], N, C, self._scratch(C, blocks), g_size, xs_size)
@@ -1066,8 +1123,9 @@ cdef class Plan:
         """Doubles of scratch a chunk of C samples needs: the M recursion, and with ``blocks`` also the G
         recursion and the largest Hessian block (without, it grows only linearly in C and the widths)."""
         cdef Py_ssize_t l, m, dl, dm, dp, el, em, g = 1, xs = 1, rest = 1, tri
+        cdef Py_ssize_t threads = openmp.omp_get_max_threads()
         for l in range(1, self.L):
-            rest = max(rest, C * self.d[l + 1] * self.d[l] + self.d[l] * self.d[l])          # T1, P
+            rest = max(rest, C * self.d[l + 1] * self.d[l] + threads * self.d[l] * self.d[l])  # T1, P per thread
         if not blocks:
             return rest
         for m in range(1, self.L + 1):
@@ -1077,7 +1135,7 @@ cdef class Plan:
             for l in range(1, m):
                 dl, dp, el = self.d[l], self.d[m - 1], self.d[l - 1] + 1
                 g = max(g, C * dm * dl)
-                xs = max(xs, dp * dl)
+                xs = max(xs, threads * dp * dl)
                 rest = max(rest, C * dm * dl + C * em * el + dm * dl * em * el + C * dm * el
                            + max(dm * el * dl, C * dp * dl + dm * el * dp * dl))
         return 2 * g + xs + rest
@@ -1096,21 +1154,25 @@ cdef class Plan:
         cdef Py_ssize_t l, n, N = st.N
         cdef double* T1 = ch.scratch
         cdef double* P
+        cdef int threads
         augment(X + c0 * self.d[0], C, self.d[0], ch.zt[0])
         for l in range(1, self.L):
             augment(st.Z + N * self.uoff[l] + c0 * self.d[l], C, self.d[l], ch.zt[l])
         ch.M[self.L] = st.LAM + c0 * self.d[self.L] * self.d[self.L]
         for l in range(self.L - 1, 0, -1):
-            P = T1 + C * self.d[l + 1] * self.d[l]
-            gemm(False, False, C * self.d[l + 1], self.d[l], self.d[l + 1], 1.0, ch.M[l + 1], self.d[l + 1],
-                 w + self.woff[l + 1], self.d[l], 0.0, T1, self.d[l])
-            for n in range(C):
+            pgemm(False, False, C * self.d[l + 1], self.d[l], self.d[l + 1], 1.0, ch.M[l + 1], self.d[l + 1],
+                  w + self.woff[l + 1], self.d[l], 0.0, T1, self.d[l])
+            threads = sample_threads(C * self.d[l] * self.d[l] * self.d[l + 1])
+            blas_single(threads, True)
+            for n in prange(C, num_threads=threads, schedule="static"):
+                P = T1 + C * self.d[l + 1] * self.d[l] + openmp.omp_get_thread_num() * self.d[l] * self.d[l]
                 gemm(True, False, self.d[l], self.d[l], self.d[l + 1], 1.0, w + self.woff[l + 1], self.d[l],
                      T1 + n * self.d[l + 1] * self.d[l], self.d[l], 0.0, P, self.d[l])
                 derive_m_hidden(st.D1 + N * self.uoff[l] + (c0 + n) * self.d[l],
                                 st.D2 + N * self.uoff[l] + (c0 + n) * self.d[l],
                                 st.S + N * self.uoff[l] + (c0 + n) * self.d[l], P,
                                 ch.M[l] + n * self.d[l] * self.d[l], self.d[l])
+            blas_single(threads, False)
 
     cdef void _hessian_chunk(self, const double* w, const double* X, State* st, Py_ssize_t c0, Py_ssize_t C,
                              Chunk ch, double* H) noexcept nogil:
@@ -1155,14 +1217,16 @@ cdef class Plan:
     cdef void _block_same(self, Py_ssize_t m, Py_ssize_t C, const double* M, const double* zt, double* scratch,
                           double* H) noexcept nogil:
         """Same-layer block: sum_n M_n[k,k'] z~_n[j] z~_n[j'] (5.93L), as one GEMM over samples. M_n is
-        symmetric, so only its entries k <= k' enter the product (half the work); both mirror entries of H
-        are then written."""
-        cdef Py_ssize_t e = self.d[m - 1] + 1, dm = self.d[m], k, kp, j, jp, n, t, W = self.n_params
+        symmetric, so only its entries k <= k' enter the product (half the work). Large blocks are split
+        by rows of the product between the threads, each computing (single-threaded BLAS) and scattering
+        its own rows: the scatter is as much work as a third of the product here and would otherwise run
+        on one core."""
+        cdef Py_ssize_t e = self.d[m - 1] + 1, dm = self.d[m], k, kp, n, t, p
         cdef Py_ssize_t tri = dm * (dm + 1) // 2
-        cdef double value
         cdef double* Mu = scratch
         cdef double* B = Mu + C * tri
         cdef double* P = B + C * e * e
+        cdef int parts = sample_threads(C * tri * e * e) if tri >= 2 else 1
         for n in range(C):
             t = 0
             for k in range(dm):
@@ -1170,20 +1234,35 @@ cdef class Plan:
                     Mu[n * tri + t] = M[(n * dm + k) * dm + kp]
                     t = t + 1
         outer_rows(zt, e, zt, e, C, B)
-        gemm(True, False, tri, e * e, C, 1.0, Mu, tri, B, e * e, 0.0, P, e * e)
-        self._scatter_same(m, P, H)
+        if parts == 1:
+            self._same_rows(m, C, Mu, B, P, 0, tri, H)
+            return
+        derive_blas_single_begin()
+        for p in prange(parts, num_threads=parts, schedule="static"):
+            self._same_rows(m, C, Mu, B, P, p * tri // parts, (p + 1) * tri // parts, H)
+        derive_blas_single_end()
 
-    cdef void _scatter_same(self, Py_ssize_t m, const double* P, double* H) noexcept nogil:
-        """H += P for the same-layer block of layer m, P[(k,k'), j, j'] for k <= k' (5.93L), written only
-        into H's lower triangle (mirror_lower fills the upper): weights of unit k' in rows against weights
-        of unit k in columns, contiguous in j; then the bias rows and the bias-bias entries."""
-        cdef Py_ssize_t d = self.d[m - 1], e = d + 1, dm = self.d[m], W = self.n_params, k, kp, j, jp
+    cdef void _same_rows(self, Py_ssize_t m, Py_ssize_t C, const double* Mu, const double* B, double* P,
+                         Py_ssize_t t0, Py_ssize_t t1, double* H) noexcept nogil:
+        """Rows t0..t1-1 (pairs k <= k') of the same-layer product P = Mu^T B (5.93L), added into H."""
+        cdef Py_ssize_t e = self.d[m - 1] + 1, tri = self.d[m] * (self.d[m] + 1) // 2
+        gemm(True, False, t1 - t0, e * e, C, 1.0, Mu + t0, tri, B, e * e, 0.0, P + t0 * e * e, e * e)
+        self._scatter_same(m, P, t0, t1, H)
+
+    cdef void _scatter_same(self, Py_ssize_t m, const double* P, Py_ssize_t t0, Py_ssize_t t1,
+                            double* H) noexcept nogil:
+        """H += P for rows t0..t1-1 of the same-layer block of layer m, P[(k,k'), j, j'] for k <= k'
+        (5.93L), written only into H's lower triangle (mirror_lower fills the upper): weights of unit k'
+        in rows against weights of unit k in columns, contiguous in j; then the bias rows and the
+        bias-bias entries."""
+        cdef Py_ssize_t d = self.d[m - 1], e = d + 1, dm = self.d[m], W = self.n_params, k, kp, j, jp, t
         cdef Py_ssize_t wo = self.woff[m], bo = self.boff[m]
         cdef const double* Pt
         cdef double* row
         for k in range(dm):
-            for kp in range(k, dm):
-                Pt = P + (k * dm - k * (k - 1) // 2 + kp - k) * e * e
+            t = k * dm - k * (k - 1) // 2          # the row of the pair (k, k)
+            for kp in range(max(k, k + t0 - t), min(dm, k + t1 - t)):
+                Pt = P + (t + kp - k) * e * e
                 for jp in range(d):
                     row = H + (wo + kp * d + jp) * W + wo + k * d
                     for j in range(d):
@@ -1203,22 +1282,44 @@ cdef class Plan:
             return self.boff[l] + unit
         return self.woff[l] + unit * self.d[l - 1] + inp
 
+    cdef void _scatter_cross(self, Py_ssize_t l, Py_ssize_t m, const double* P1, double* H) noexcept nogil:
+        """H += P1 for the first term of the cross-layer block l < m (5.95L), P1[k, j, j', i] added at row
+        (m, k, j'), column (l, j, i): contiguous in i, the bias i = d_(l-1) apart. Rows of units k are shared
+        among the threads where the block is large."""
+        cdef Py_ssize_t dl = self.d[l], dm = self.d[m], em = self.d[m - 1] + 1, di = self.d[l - 1], W = self.n_params
+        cdef Py_ssize_t k, j, jp, i
+        cdef double* row
+        cdef const double* src
+        for k in prange(dm, num_threads=scatter_threads(dm * dl * em * (di + 1)), schedule="static", chunksize=1):
+            for jp in range(em):
+                row = H + self._p(m, k, jp) * W
+                for j in range(dl):
+                    src = P1 + ((k * dl + j) * em + jp) * (di + 1)
+                    for i in range(di):
+                        row[self.woff[l] + j * di + i] += src[i]
+                    row[self.boff[l] + j] += src[di]
+
     cdef void _g_next(self, const double* w, State* st, Py_ssize_t c0, Py_ssize_t C, Py_ssize_t l, Py_ssize_t m,
                       const double* G_below, double* G, double* Xs) noexcept nogil:
         """G(m,l)_n = W(m) D(m-1)_n G(m-1,l)_n (G(l,l) = I) for the chunk: (C, d_m, d_l)."""
         cdef Py_ssize_t n, p, j, dl = self.d[l], dm = self.d[m], dp = self.d[m - 1]
         cdef const double* d1
-        for n in range(C):
+        cdef double* xs
+        cdef int threads = sample_threads(C * dm * dl * dp if m > l + 1 else 0)
+        blas_single(threads, True)
+        for n in prange(C, num_threads=threads, schedule="static"):
             d1 = st.D1 + st.N * self.uoff[m - 1] + (c0 + n) * dp
             if m == l + 1:
                 for p in range(dm):
                     for j in range(dl):
                         G[(n * dm + p) * dl + j] = w[self.woff[m] + p * dp + j] * d1[j]
             else:
+                xs = Xs + openmp.omp_get_thread_num() * dp * dl    # one Xs per thread
                 for p in range(dp):
                     for j in range(dl):
-                        Xs[p * dl + j] = d1[p] * G_below[(n * dp + p) * dl + j]
-                gemm(False, False, dm, dl, dp, 1.0, w + self.woff[m], dp, Xs, dl, 0.0, G + n * dm * dl, dl)
+                        xs[p * dl + j] = d1[p] * G_below[(n * dp + p) * dl + j]
+                gemm(False, False, dm, dl, dp, 1.0, w + self.woff[m], dp, xs, dl, 0.0, G + n * dm * dl, dl)
+        blas_single(threads, False)
 
     cdef void _block_cross(self, State* st, Py_ssize_t c0, Py_ssize_t C, Py_ssize_t l, Py_ssize_t m,
                            const double* M, const double* G, const double* G_below, const double* zl,
@@ -1234,20 +1335,19 @@ cdef class Plan:
         cdef double* Q = Cf + C * dm * el
         cdef double* Ef = Q
         cdef double* P2 = Ef + C * dp * dl
-        for n in range(C):
+        cdef int threads = sample_threads(C * dm * dl * dm)
+        blas_single(threads, True)
+        for n in prange(C, num_threads=threads, schedule="static"):
             gemm(False, False, dm, dl, dm, 1.0, M + n * dm * dm, dm, G + n * dm * dl, dl, 0.0, MG + n * dm * dl, dl)
+        blas_single(threads, False)
         outer_rows(zm, em, zl, el, C, B)
-        gemm(True, False, dm * dl, em * el, C, 1.0, MG, dm * dl, B, em * el, 0.0, P1, em * el)
-        for k in range(dm):
-            for j in range(dl):
-                for jp in range(em):
-                    for i in range(el):
-                        H[self._p(m, k, jp) * W + self._p(l, j, i)] += P1[((k * dl + j) * em + jp) * el + i]
+        pgemm(True, False, dm * dl, em * el, C, 1.0, MG, dm * dl, B, em * el, 0.0, P1, em * el)
+        self._scatter_cross(l, m, P1, H)
         outer_rows(st.DELTA + N * self.uoff[m] + c0 * dm, dm, zl, el, C, Cf)
         if m == l + 1:   # G(l,l) = I: the second term lives on j' = j
-            gemm(True, False, dm * el, dl, C, 1.0, Cf, dm * el, st.D1 + N * self.uoff[l] + c0 * dl, dl,
-                 0.0, Q, dl)
-            for k in range(dm):
+            pgemm(True, False, dm * el, dl, C, 1.0, Cf, dm * el, st.D1 + N * self.uoff[l] + c0 * dl, dl,
+                  0.0, Q, dl)
+            for k in prange(dm, num_threads=scatter_threads(dm * el * dl), schedule="static", chunksize=1):
                 for i in range(el):
                     for j in range(dl):
                         H[self._p(m, k, j) * W + self._p(l, j, i)] += Q[(k * el + i) * dl + j]
@@ -1257,8 +1357,8 @@ cdef class Plan:
                 for j in range(dl):
                     Ef[(n * dp + p) * dl + j] = (st.D1[N * self.uoff[m - 1] + (c0 + n) * dp + p]
                                                  * G_below[(n * dp + p) * dl + j])
-        gemm(True, False, dm * el, dp * dl, C, 1.0, Cf, dm * el, Ef, dp * dl, 0.0, P2, dp * dl)
-        for k in range(dm):
+        pgemm(True, False, dm * el, dp * dl, C, 1.0, Cf, dm * el, Ef, dp * dl, 0.0, P2, dp * dl)
+        for k in prange(dm, num_threads=scatter_threads(dm * el * dp * dl), schedule="static", chunksize=1):
             for i in range(el):
                 for jp in range(dp):
                     for j in range(dl):

@@ -187,6 +187,26 @@ def test_threaded_blocks_agree_with_one_block(N, threaded_blocks):
         assert rel(value, reference) <= 1e-13
 
 
+@pytest.mark.parametrize("sizes, loss", [([6, 9, 7, 3], "ce"), ([4, 12, 2], "sse"), ([3, 5, 6, 4, 2], "bce")])
+def test_hessian_with_products_and_scatters_shared_among_threads_matches_serial(sizes, loss, threaded_blocks):
+    """Every product and scatter of the one-matrix assembly split among the threads (normally only
+    those of large networks are), against the serial assembly and finite differences."""
+    net = derive.MLP(sizes, activation="softplus", loss=loss)
+    w, X, T = random_problem(net, seed=len(sizes), samples=23)
+    old_split = threaded_blocks._set_hessian_split(0)
+    old_work = threaded_blocks._set_shared_work(1, 1)
+    try:
+        shared, diagonal = net.hessian(w, X, T), net.hessian_diagonal(w, X, T)
+        threaded_blocks._set_shared_work(1 << 62, 1 << 62)
+        serial = net.hessian(w, X, T)
+    finally:
+        threaded_blocks._set_shared_work(*old_work)
+        threaded_blocks._set_hessian_split(old_split)
+    assert rel(shared, serial) <= 1e-13 and np.array_equal(shared, shared.T)
+    assert rel(diagonal, np.diag(serial)) <= 1e-13
+    assert rel(shared, central_difference_rows(lambda u: net.gradient(u, X, T), w, 1e-5)) <= 1e-6
+
+
 def test_hessian_assembled_by_two_threads_matches_one_and_finite_differences(threaded_blocks):
     net = derive.MLP([10, 32, 3], activation="softplus", loss="ce")          # W = 451: split in two halves
     w, X, T = random_problem(net, seed=5, samples=64)

@@ -37,7 +37,7 @@ cdef extern from *:
         return fmax(x, 0.0) + log1p(exp(-fabs(x)));
     }
     /* Vector versions of libm (glibc's libmvec, x86-64, glibc >= 2.35) let the loops below run 2, 4 or 8
-       units at a time (SSE2, AVX2, AVX-512 clones, chosen when the module loads); the build defines
+       elements at a time (SSE2, AVX2, AVX-512 clones, chosen when the module loads); the build defines
        DERIVE_LIBMVEC only where libmvec exists. */
     #if defined(DERIVE_LIBMVEC) && defined(__x86_64__) && defined(__GLIBC__) && \
         (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
@@ -75,7 +75,6 @@ cdef extern from *:
     #define DERIVE_CLONES
     #endif
     #define DERIVE_SIMD _Pragma("omp simd")
-
     /* h, h', h'' of every element (PRML 5.49; h', h'' derived by derive.scalar).
        d1 or d2 may be NULL when not needed. */
     DERIVE_CLONES

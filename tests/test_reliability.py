@@ -116,6 +116,26 @@ def test_gradient_hvp_and_diagonal_never_need_anything_of_size_w_squared():
         net.hessian(w, X, T)
 
 
+def test_a_network_keeps_its_working_memory_between_calls_until_released():
+    net, fresh = (derive.MLP([5, 7, 6, 3], activation="tanh", loss="ce") for _ in range(2))
+    rng = np.random.default_rng(4)
+    w, v = rng.normal(size=net.n_params), rng.normal(size=net.n_params)
+    calls = []
+    for N in (30, 7, 61):   # requests that grow and shrink; kept memory is never assumed to be zero
+        X, T = rng.normal(size=(N, 5)), rng.uniform(size=(N, 3))
+        calls += [("hvp", (w, X, T, v)), ("hessian", (w, X, T)), ("gradient", (w, X, T)),
+                  ("hessian_diagonal", (w, X, T))]
+    assert net.kept_memory == 0
+    for name, args in calls:
+        assert np.array_equal(getattr(net, name)(*args), getattr(fresh, name)(*args))
+        fresh.release_memory()
+    assert net.kept_memory > 0
+    net.release_memory()
+    assert net.kept_memory == 0
+    name, args = calls[0]
+    assert np.array_equal(getattr(net, name)(*args), getattr(fresh, name)(*args))
+
+
 # --- concurrency ------------------------------------------------------------------------------------
 
 

@@ -192,11 +192,13 @@ cdef extern from *:
         for (ptrdiff_t i = 0; i < n; ++i) total += x[i] * 0.0;
         return total == 0.0;
     }
-    /* out[j] = sum_i x[i*d + j]: column sums of a row-major (n x d) block, four rows per pass over out */
+    /* out[j] (+)= sum_i x[i*d + j]: column sums of a row-major (n x d) block, four rows per pass over out;
+       added to out when add is nonzero */
     DERIVE_CLONES
-    static void derive_column_sums(const double* x, ptrdiff_t n, ptrdiff_t d, double* out) {
+    static void derive_column_sums(const double* x, ptrdiff_t n, ptrdiff_t d, double* out, int add) {
         ptrdiff_t i = 0;
-        for (ptrdiff_t j = 0; j < d; ++j) out[j] = 0.0;
+        if (!add)
+            for (ptrdiff_t j = 0; j < d; ++j) out[j] = 0.0;
         for (; i + 4 <= n; i += 4) {
             const double* r = x + i * d;
             #pragma omp simd
@@ -255,7 +257,7 @@ cdef extern from *:
                              double* out, Py_ssize_t n) noexcept nogil
     bint derive_finite(const double* x, Py_ssize_t n) noexcept nogil
     void derive_huge_pages(void* p, size_t bytes) noexcept nogil
-    void derive_column_sums(const double* x, Py_ssize_t n, Py_ssize_t d, double* out) noexcept nogil
+    void derive_column_sums(const double* x, Py_ssize_t n, Py_ssize_t d, double* out, int add) noexcept nogil
     void derive_delta_hidden(const double* d1, const double* s, double* out, Py_ssize_t n) noexcept nogil
     void derive_r_z(const double* d1, const double* ra, double* out, Py_ssize_t n) noexcept nogil
     void derive_r_delta(const double* d1, const double* d2, const double* ra, const double* s,
@@ -321,6 +323,9 @@ cdef Py_ssize_t PART_WORK = 1 << 13   # multiply-adds (samples x parameters) a b
 cdef Py_ssize_t HESSIAN_SPLIT_MAX = 2048      # parameters: a second W x W matrix (32 MiB) for two threads
 cdef Py_ssize_t HESSIAN_SPLIT_WORK = 1 << 22  # N W^2 below which a split Hessian is not worth a thread
 cdef Py_ssize_t SCATTER_PARALLEL = 1 << 22    # entries of H above which a scatter or copy into H is shared by the threads
+cdef Py_ssize_t TILE_WORK = 1 << 16           # doubles of working memory a tile of samples aims at (see Plan._tile)
+cdef Py_ssize_t TILE_MIN = 64
+cdef Py_ssize_t TILE_AMORTIZE = 512
 cdef Py_ssize_t PRODUCT_WORK = 1 << 20        # multiply-adds above which a product of the Hessian is shared by the threads
 
 
@@ -375,6 +380,15 @@ def _set_shared_work(Py_ssize_t product_work, Py_ssize_t scatter_entries):
     global PRODUCT_WORK, SCATTER_PARALLEL
     old = (PRODUCT_WORK, SCATTER_PARALLEL)
     PRODUCT_WORK, SCATTER_PARALLEL = max(1, product_work), max(1, scatter_entries)
+    return old
+
+
+def _set_tile(Py_ssize_t work, Py_ssize_t least):
+    """Set TILE_WORK and TILE_MIN (see Plan._tile); returns the old pair. (For tests: 1, 1 makes every
+    tile one sample.)"""
+    global TILE_WORK, TILE_MIN
+    old = (TILE_WORK, TILE_MIN)
+    TILE_WORK, TILE_MIN = max(1, work), max(1, least)
     return old
 
 
@@ -630,6 +644,7 @@ cdef class Plan:
     cdef Py_ssize_t* uoff
     cdef Py_ssize_t U
     cdef Py_ssize_t widest      # max over layers of d_l
+    cdef Py_ssize_t largest_layer   # max over layers of d_l d_(l-1)
     cdef activation_fn* act
     cdef derive_output_fn out
     cdef derive_jacobian_fn out_jacobian
@@ -653,6 +668,7 @@ cdef class Plan:
         self.n_params = 0
         self.U = 0
         self.widest = max(sizes)
+        self.largest_layer = max(a * b for a, b in zip(sizes, sizes[1:]))
         self.lender = Reusable()
         for l in range(1, self.L + 1):
             self.woff[l] = self.n_params
@@ -701,16 +717,17 @@ cdef class Plan:
         return E
 
     cdef void _backward(self, const double* w, const double* X, Py_ssize_t N, const double* Z,
-                        const double* D1, double* DELTA, double* S, double* g) noexcept nogil:
-        """Backpropagation (5.53-5.56): delta and s = W(l+1)^T delta(l+1) of every layer; gradient g if not NULL."""
+                        const double* D1, double* DELTA, double* S, double* g, bint add=False) noexcept nogil:
+        """Backpropagation (5.53-5.56): delta and s = W(l+1)^T delta(l+1) of every layer; gradient into g
+        (added to g with ``add``) if not NULL."""
         cdef Py_ssize_t l
         cdef const double* zin
         for l in range(self.L, 0, -1):
             zin = X if l == 1 else Z + N * self.uoff[l - 1]
             if g != NULL:
                 gemm(True, False, self.d[l], self.d[l - 1], N, 1.0, DELTA + N * self.uoff[l], self.d[l],
-                     zin, self.d[l - 1], 0.0, g + self.woff[l], self.d[l - 1])          # 5.53
-                derive_column_sums(DELTA + N * self.uoff[l], N, self.d[l], g + self.boff[l])
+                     zin, self.d[l - 1], 1.0 if add else 0.0, g + self.woff[l], self.d[l - 1])   # 5.53
+                derive_column_sums(DELTA + N * self.uoff[l], N, self.d[l], g + self.boff[l], add)
             if l > 1:
                 gemm(False, False, N, self.d[l - 1], self.d[l], 1.0, DELTA + N * self.uoff[l], self.d[l],
                      w + self.woff[l], self.d[l - 1], 0.0, S + N * self.uoff[l - 1], self.d[l - 1])
@@ -720,8 +737,9 @@ cdef class Plan:
     cdef void _r_pass(self, const double* w, const double* v, const double* X, Py_ssize_t N,
                       const double* Z, const double* D1, const double* D2, const double* A,
                       const double* DELTA, const double* S, const double* LAM,
-                      double* RA, double* RZ, double* RDELTA, double* U, double* R, double* hv) noexcept nogil:
-        """Pearlmutter's R-operator (5.101-5.111, L-layer forms): hv = H v."""
+                      double* RA, double* RZ, double* RDELTA, double* U, double* R, double* hv,
+                      bint add=False) noexcept nogil:
+        """Pearlmutter's R-operator (5.101-5.111, L-layer forms): hv = H v (hv += H v with ``add``)."""
         cdef Py_ssize_t l, n, k, kp, j, K = self.d[self.L]
         cdef const double* zin
         cdef double acc
@@ -747,11 +765,11 @@ cdef class Plan:
         for l in range(self.L, 0, -1):                                               # 5.110L
             zin = X if l == 1 else Z + N * self.uoff[l - 1]
             gemm(True, False, self.d[l], self.d[l - 1], N, 1.0, RDELTA + N * self.uoff[l], self.d[l],
-                 zin, self.d[l - 1], 0.0, hv + self.woff[l], self.d[l - 1])
+                 zin, self.d[l - 1], 1.0 if add else 0.0, hv + self.woff[l], self.d[l - 1])
             if l > 1:
                 gemm(True, False, self.d[l], self.d[l - 1], N, 1.0, DELTA + N * self.uoff[l], self.d[l],
                      RZ + N * self.uoff[l - 1], self.d[l - 1], 1.0, hv + self.woff[l], self.d[l - 1])
-            derive_column_sums(RDELTA + N * self.uoff[l], N, self.d[l], hv + self.boff[l])
+            derive_column_sums(RDELTA + N * self.uoff[l], N, self.d[l], hv + self.boff[l], add)
             if l > 1:                                                                # 5.107L
                 gemm(False, False, N, self.d[l - 1], self.d[l], 1.0, DELTA + N * self.uoff[l], self.d[l],
                      v + self.woff[l], self.d[l - 1], 0.0, U, self.d[l - 1])
@@ -818,7 +836,7 @@ cdef class Plan:
         number of blocks only; the Jacobian's blocks write their own rows of ``out``."""
         cdef Py_ssize_t cost = self.n_params * (self.d[self.L] if kind == JACOBIAN else 1)
         cdef Py_ssize_t P = self._blocks(N, cost), rows = (N + P - 1) // P, i, p
-        cdef Py_ssize_t size = self._block_work(kind, rows)
+        cdef Py_ssize_t size = self._block_work(kind, min(rows, self._tile(kind)))
         cdef Py_ssize_t partial = self.n_params if kind == GRADIENT or kind == HVP else 0
         P = (N + rows - 1) // rows
         cdef double* work = self.lender.take(P * size + (P - 1) * partial + P)
@@ -827,7 +845,7 @@ cdef class Plan:
         try:
             with nogil:
                 if P == 1:
-                    E[0] = self._block(kind, w, X, T, v, N, work, out)
+                    E[0] = self._tiles(kind, w, X, T, v, N, work, out)
                 else:
                     derive_blas_single_begin()
                     for p in prange(P, num_threads=P, schedule="static"):
@@ -876,14 +894,32 @@ cdef class Plan:
                               double* out, double* E) noexcept nogil:
         """Block p (samples p*rows ...) in an OpenMP thread."""
         cdef Py_ssize_t n0 = p * rows, count = min(rows, N - n0)
-        E[p] = self._block(kind, w, X + n0 * self.d[0], NULL if T == NULL else T + n0 * self.d[self.L], v,
+        E[p] = self._tiles(kind, w, X + n0 * self.d[0], NULL if T == NULL else T + n0 * self.d[self.L], v,
                            count, work, out)
 
-    cdef double _block(self, int kind, const double* w, const double* X, const double* T, const double* v,
+    cdef Py_ssize_t _tile(self, int kind) noexcept nogil:
+        """Samples per tile of a block: as many as keep the tile's working memory near TILE_WORK doubles
+        (so that its passes run in the core's cache), but at least TILE_MIN, and at least the largest
+        weight matrix / TILE_AMORTIZE (every tile packs each weight matrix for its products and adds into
+        the gradient's: that must stay small against the tile's multiply-adds)."""
+        return max(TILE_MIN, self.largest_layer // TILE_AMORTIZE, TILE_WORK // self._block_work(kind, 1))
+
+    cdef double _tiles(self, int kind, const double* w, const double* X, const double* T, const double* v,
                        Py_ssize_t N, double* work, double* out) noexcept nogil:
-        """One block of N samples: forward pass and output layer (5.48-5.49), and for GRADIENT
+        """A block of N samples, one tile of samples after the other (see _tile), sums added into out."""
+        cdef Py_ssize_t tile = self._tile(kind), t0 = 0, K = self.d[self.L]
+        cdef double E = 0.0
+        while t0 < N:
+            E += self._block(kind, w, X + t0 * self.d[0], NULL if T == NULL else T + t0 * K, v, min(tile, N - t0),
+                             work, out + t0 * K * self.d[0] if kind == JACOBIAN else out, t0 > 0)
+            t0 += tile
+        return E
+
+    cdef double _block(self, int kind, const double* w, const double* X, const double* T, const double* v,
+                       Py_ssize_t N, double* work, double* out, bint add) noexcept nogil:
+        """One tile of N samples: forward pass and output layer (5.48-5.49), and for GRADIENT
         backpropagation (5.53-5.56) into out, for HVP the R-operator passes (5.101-5.111) into out, for
-        JACOBIAN the input Jacobian (5.73-5.77) into out."""
+        JACOBIAN the input Jacobian (5.73-5.77) into out; sums added to out with ``add``."""
         cdef Py_ssize_t n = N * self.U, K = self.d[self.L]
         cdef double E
         if kind == JACOBIAN:
@@ -895,7 +931,7 @@ cdef class Plan:
         if kind == GRADIENT:
             self._forward(w, X, N, work, work + n, work + 2 * n, NULL)
             E = self._output(T, N, work, work + n, work + 3 * n, NULL)
-            self._backward(w, X, N, work + n, work + 2 * n, work + 3 * n, work + 4 * n, out)
+            self._backward(w, X, N, work + n, work + 2 * n, work + 3 * n, work + 4 * n, out, add)
             return E
         cdef double* LAM = work + 9 * n
         cdef double* U = LAM + N * K * K
@@ -903,7 +939,7 @@ cdef class Plan:
         E = self._output(T, N, work, work + n, work + 4 * n, LAM)
         self._backward(w, X, N, work + n, work + 2 * n, work + 4 * n, work + 5 * n, NULL)
         self._r_pass(w, v, X, N, work + n, work + 2 * n, work + 3 * n, work, work + 4 * n, work + 5 * n, LAM,
-                     work + 6 * n, work + 7 * n, work + 8 * n, U, U + N * self.widest, out)
+                     work + 6 * n, work + 7 * n, work + 8 * n, U, U + N * self.widest, out, add)
         return E
 
     def hessian(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T, Py_ssize_t chunk=0):

@@ -187,6 +187,30 @@ def test_threaded_blocks_agree_with_one_block(N, threaded_blocks):
         assert rel(value, reference) <= 1e-13
 
 
+def first_order_results(net, w, X, T, v):
+    return net.error(w, X, T), net.gradient(w, X, T), net.hvp(w, X, T, v), net.jacobian(w, X)
+
+
+@pytest.mark.parametrize("loss", sorted(derive.LOSSES))
+def test_samples_taken_in_tiles_of_one_agree_with_one_tile(loss):
+    """A block's samples run in tiles (sized to the core's cache) whose sums are added; tiles of one
+    sample must give what one tile of all samples gives."""
+    from derive.kernels import load_network
+    network = load_network()
+    net = derive.MLP([5, 6, 4, 3], activation="softplus", loss=loss)
+    w, X, T = random_problem(net, seed=9, samples=11)
+    v = np.random.default_rng(9).normal(size=net.n_params)
+    whole = first_order_results(net, w, X, T, v)
+    old = network._set_tile(1, 1)
+    try:
+        tiled = first_order_results(net, w, X, T, v)
+    finally:
+        network._set_tile(*old)
+    assert abs(tiled[0] - whole[0]) <= 1e-13 * abs(whole[0])
+    for value, reference in zip(tiled[1:], whole[1:]):
+        assert rel(value, reference) <= 1e-13
+
+
 @pytest.mark.parametrize("sizes, loss", [([6, 9, 7, 3], "ce"), ([4, 12, 2], "sse"), ([3, 5, 6, 4, 2], "bce")])
 def test_hessian_with_products_and_scatters_shared_among_threads_matches_serial(sizes, loss, threaded_blocks):
     """Every product and scatter of the one-matrix assembly split among the threads (normally only

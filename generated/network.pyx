@@ -95,62 +95,164 @@ cdef extern from *:
     #define DERIVE_CLONES
     #endif
     #define DERIVE_SIMD _Pragma("omp simd")
-    /* Output layer of loss 'sse' for one sample: y = f(a), E_n, delta (5.54) and, when lam is
-       not NULL, Lambda = M(L) (5.92 at the outputs); derived in derive.loss. */
-    static void derive_output_sse(const double* a, const double* t, double* y, double* delta,
-                                        double* lam, ptrdiff_t K, double* e_out) {
-        double e = 0.0;
-        for (ptrdiff_t k = 0; k < K; ++k) {
-            y[k] = a[k];
-            e += (1.0/2.0)*pow(a[k] - t[k], 2);
+    #define DERIVE_OUT_BLOCK 64
+    /* Output layer of loss 'sse' for N samples (rows of A, T, Y, DELTA): y = f(a), delta (5.54)
+       and, when LAM is not NULL, Lambda = M(L) (5.92 at the outputs), all derived in derive.loss; returns
+       E = sum of E_n. Samples go DERIVE_OUT_BLOCK at a time, one SIMD lane per sample. */
+    DERIVE_CLONES
+    static double derive_output_sse(const double* restrict A, const double* restrict T, double* restrict Y,
+                                        double* restrict DELTA, double* restrict LAM, ptrdiff_t N, ptrdiff_t K) {
+        double E = 0.0;
+        for (ptrdiff_t n0 = 0; n0 < N; n0 += DERIVE_OUT_BLOCK) {
+            const ptrdiff_t nb = N - n0 < DERIVE_OUT_BLOCK ? N - n0 : DERIVE_OUT_BLOCK;
+            const double* A0 = A + n0 * K;
+            const double* T0 = T + n0 * K;
+            double* Y0 = Y + n0 * K;
+            double* D0 = DELTA + n0 * K;
+            double e_[DERIVE_OUT_BLOCK];
+            DERIVE_SIMD
+            for (ptrdiff_t i = 0; i < nb; ++i) e_[i] = 0.0;
+            for (ptrdiff_t k = 0; k < K; ++k) {
+                DERIVE_SIMD
+                for (ptrdiff_t i = 0; i < nb; ++i) {
+                    const double* a = A0 + i * K;
+                    const double* t = T0 + i * K;
+                    double* y = Y0 + i * K;                    y[k] = a[k];
+                    e_[i] += (1.0/2.0)*pow(a[k] - t[k], 2);
+                }
+            }
+            for (ptrdiff_t k = 0; k < K; ++k) {
+                DERIVE_SIMD
+                for (ptrdiff_t i = 0; i < nb; ++i) {
+                    const double* t = T0 + i * K;
+                    const double* y = Y0 + i * K;                    D0[i * K + k] = -t[k] + y[k];
+                }
+            }
+            if (LAM != NULL) {
+                for (ptrdiff_t k = 0; k < K; ++k)
+                    for (ptrdiff_t kp = 0; kp < K; ++kp) {
+                        DERIVE_SIMD
+                        for (ptrdiff_t i = 0; i < nb; ++i) {
+                            const double* y = Y0 + i * K;                            LAM[(n0 + i) * K * K + k * K + kp] = ((k) == (kp) ? 1.0 : 0.0);
+                        }
+                    }
+            }
+            for (ptrdiff_t i = 0; i < nb; ++i) E += e_[i];
         }
-        for (ptrdiff_t k = 0; k < K; ++k) delta[k] = -t[k] + y[k];
-        if (lam != NULL) {
-            for (ptrdiff_t k = 0; k < K; ++k)
-                for (ptrdiff_t kp = 0; kp < K; ++kp) lam[k*K + kp] = ((k) == (kp) ? 1.0 : 0.0);
-        }
-        *e_out = e;
+        return E;
     }
-    /* Output layer of loss 'bce' for one sample: y = f(a), E_n, delta (5.54) and, when lam is
-       not NULL, Lambda = M(L) (5.92 at the outputs); derived in derive.loss. */
-    static void derive_output_bce(const double* a, const double* t, double* y, double* delta,
-                                        double* lam, ptrdiff_t K, double* e_out) {
-        double e = 0.0;
-        for (ptrdiff_t k = 0; k < K; ++k) {
-            y[k] = derive_sigmoid(a[k]);
-            e += (1 - t[k])*derive_softplus(a[k]) + derive_softplus(-a[k])*t[k];
+    /* Output layer of loss 'bce' for N samples (rows of A, T, Y, DELTA): y = f(a), delta (5.54)
+       and, when LAM is not NULL, Lambda = M(L) (5.92 at the outputs), all derived in derive.loss; returns
+       E = sum of E_n. Samples go DERIVE_OUT_BLOCK at a time, one SIMD lane per sample. */
+    DERIVE_CLONES
+    static double derive_output_bce(const double* restrict A, const double* restrict T, double* restrict Y,
+                                        double* restrict DELTA, double* restrict LAM, ptrdiff_t N, ptrdiff_t K) {
+        double E = 0.0;
+        for (ptrdiff_t n0 = 0; n0 < N; n0 += DERIVE_OUT_BLOCK) {
+            const ptrdiff_t nb = N - n0 < DERIVE_OUT_BLOCK ? N - n0 : DERIVE_OUT_BLOCK;
+            const double* A0 = A + n0 * K;
+            const double* T0 = T + n0 * K;
+            double* Y0 = Y + n0 * K;
+            double* D0 = DELTA + n0 * K;
+            double e_[DERIVE_OUT_BLOCK];
+            DERIVE_SIMD
+            for (ptrdiff_t i = 0; i < nb; ++i) e_[i] = 0.0;
+            for (ptrdiff_t k = 0; k < K; ++k) {
+                DERIVE_SIMD
+                for (ptrdiff_t i = 0; i < nb; ++i) {
+                    const double* a = A0 + i * K;
+                    const double* t = T0 + i * K;
+                    double* y = Y0 + i * K;                    y[k] = derive_sigmoid(a[k]);
+                    e_[i] += (1 - t[k])*derive_softplus(a[k]) + derive_softplus(-a[k])*t[k];
+                }
+            }
+            for (ptrdiff_t k = 0; k < K; ++k) {
+                DERIVE_SIMD
+                for (ptrdiff_t i = 0; i < nb; ++i) {
+                    const double* t = T0 + i * K;
+                    const double* y = Y0 + i * K;                    D0[i * K + k] = -t[k] + y[k];
+                }
+            }
+            if (LAM != NULL) {
+                for (ptrdiff_t k = 0; k < K; ++k)
+                    for (ptrdiff_t kp = 0; kp < K; ++kp) {
+                        DERIVE_SIMD
+                        for (ptrdiff_t i = 0; i < nb; ++i) {
+                            const double* y = Y0 + i * K;                            LAM[(n0 + i) * K * K + k * K + kp] = -((k) == (kp) ? 1.0 : 0.0)*pow(y[k], 2) + ((k) == (kp) ? 1.0 : 0.0)*y[k];
+                        }
+                    }
+            }
+            for (ptrdiff_t i = 0; i < nb; ++i) E += e_[i];
         }
-        for (ptrdiff_t k = 0; k < K; ++k) delta[k] = -t[k] + y[k];
-        if (lam != NULL) {
-            for (ptrdiff_t k = 0; k < K; ++k)
-                for (ptrdiff_t kp = 0; kp < K; ++kp) lam[k*K + kp] = -((k) == (kp) ? 1.0 : 0.0)*pow(y[k], 2) + ((k) == (kp) ? 1.0 : 0.0)*y[k];
-        }
-        *e_out = e;
+        return E;
     }
-    /* Output layer of loss 'ce' for one sample: y = f(a), E_n, delta (5.54) and, when lam is
-       not NULL, Lambda = M(L) (5.92 at the outputs); derived in derive.loss. */
-    static void derive_output_ce(const double* a, const double* t, double* y, double* delta,
-                                        double* lam, ptrdiff_t K, double* e_out) {
-        double amax = a[0];
-        for (ptrdiff_t k = 1; k < K; ++k) amax = fmax(amax, a[k]);
-        double sum_exp = 0.0;
-        for (ptrdiff_t k = 0; k < K; ++k) sum_exp += exp(a[k] - amax);
-        const double lse = amax + log(sum_exp);   /* log-sum-exp with the maximum shifted out */
-        double tsum = 0.0;
-        for (ptrdiff_t k = 0; k < K; ++k) tsum += t[k];
-        double e = 0.0;
-        for (ptrdiff_t k = 0; k < K; ++k) {
-            y[k] = exp(-lse + a[k]);
-            e += lse*t[k] - a[k]*t[k];
+    /* Output layer of loss 'ce' for N samples (rows of A, T, Y, DELTA): y = f(a), delta (5.54)
+       and, when LAM is not NULL, Lambda = M(L) (5.92 at the outputs), all derived in derive.loss; returns
+       E = sum of E_n. Samples go DERIVE_OUT_BLOCK at a time, one SIMD lane per sample. */
+    DERIVE_CLONES
+    static double derive_output_ce(const double* restrict A, const double* restrict T, double* restrict Y,
+                                        double* restrict DELTA, double* restrict LAM, ptrdiff_t N, ptrdiff_t K) {
+        double E = 0.0;
+        for (ptrdiff_t n0 = 0; n0 < N; n0 += DERIVE_OUT_BLOCK) {
+            const ptrdiff_t nb = N - n0 < DERIVE_OUT_BLOCK ? N - n0 : DERIVE_OUT_BLOCK;
+            const double* A0 = A + n0 * K;
+            const double* T0 = T + n0 * K;
+            double* Y0 = Y + n0 * K;
+            double* D0 = DELTA + n0 * K;
+            double e_[DERIVE_OUT_BLOCK];
+            double amax_[DERIVE_OUT_BLOCK], sum_[DERIVE_OUT_BLOCK], lse_[DERIVE_OUT_BLOCK];
+            DERIVE_SIMD
+            for (ptrdiff_t i = 0; i < nb; ++i) { amax_[i] = A0[i * K]; sum_[i] = 0.0; }
+            for (ptrdiff_t k = 1; k < K; ++k) {
+                DERIVE_SIMD
+                for (ptrdiff_t i = 0; i < nb; ++i) amax_[i] = fmax(amax_[i], A0[i * K + k]);
+            }
+            for (ptrdiff_t k = 0; k < K; ++k) {
+                DERIVE_SIMD
+                for (ptrdiff_t i = 0; i < nb; ++i) sum_[i] += exp(A0[i * K + k] - amax_[i]);
+            }
+            DERIVE_SIMD
+            for (ptrdiff_t i = 0; i < nb; ++i)
+                lse_[i] = amax_[i] + log(sum_[i]);   /* log-sum-exp with the maximum shifted out */
+            double tsum_[DERIVE_OUT_BLOCK];
+            DERIVE_SIMD
+            for (ptrdiff_t i = 0; i < nb; ++i) tsum_[i] = 0.0;
+            for (ptrdiff_t k = 0; k < K; ++k) {
+                DERIVE_SIMD
+                for (ptrdiff_t i = 0; i < nb; ++i) tsum_[i] += T0[i * K + k];
+            }
+            DERIVE_SIMD
+            for (ptrdiff_t i = 0; i < nb; ++i) e_[i] = 0.0;
+            for (ptrdiff_t k = 0; k < K; ++k) {
+                DERIVE_SIMD
+                for (ptrdiff_t i = 0; i < nb; ++i) {
+                    const double* a = A0 + i * K;
+                    const double* t = T0 + i * K;
+                    double* y = Y0 + i * K;                    const double lse = lse_[i];                    y[k] = exp(-lse + a[k]);
+                    e_[i] += lse*t[k] - a[k]*t[k];
+                }
+            }
+            for (ptrdiff_t k = 0; k < K; ++k) {
+                DERIVE_SIMD
+                for (ptrdiff_t i = 0; i < nb; ++i) {
+                    const double* t = T0 + i * K;
+                    const double* y = Y0 + i * K;                    const double tsum = tsum_[i];                    D0[i * K + k] = tsum*y[k] - t[k];
+                }
+            }
+            if (LAM != NULL) {
+                for (ptrdiff_t k = 0; k < K; ++k)
+                    for (ptrdiff_t kp = 0; kp < K; ++kp) {
+                        DERIVE_SIMD
+                        for (ptrdiff_t i = 0; i < nb; ++i) {
+                            const double* y = Y0 + i * K;                            const double tsum = tsum_[i];                            LAM[(n0 + i) * K * K + k * K + kp] = tsum*((k) == (kp) ? 1.0 : 0.0)*y[k] - tsum*y[k]*y[kp];
+                        }
+                    }
+            }
+            for (ptrdiff_t i = 0; i < nb; ++i) E += e_[i];
         }
-        for (ptrdiff_t k = 0; k < K; ++k) delta[k] = tsum*y[k] - t[k];
-        if (lam != NULL) {
-            for (ptrdiff_t k = 0; k < K; ++k)
-                for (ptrdiff_t kp = 0; kp < K; ++kp) lam[k*K + kp] = tsum*((k) == (kp) ? 1.0 : 0.0)*y[k] - tsum*y[k]*y[kp];
-        }
-        *e_out = e;
+        return E;
     }
-    typedef void (*derive_output_fn)(const double*, const double*, double*, double*, double*, ptrdiff_t, double*);
+    typedef double (*derive_output_fn)(const double*, const double*, double*, double*, double*, ptrdiff_t, ptrdiff_t);
     static derive_output_fn derive_outputs[] = { derive_output_sse, derive_output_bce, derive_output_ce };
     /* dy_k/da_k' of loss 'sse' for one sample (5.75-5.77), derived in derive.loss. */
     static void derive_output_jacobian_sse(const double* y, ptrdiff_t K, double* out) {
@@ -248,7 +350,7 @@ cdef extern from *:
             for (ptrdiff_t jp = 0; jp < n; ++jp) out[j*n + jp] = ((j) == (jp) ? 1.0 : 0.0)*d2[j]*s[j] + P[(j)*(n) + (jp)]*d1[j]*d1[jp];
     }
     """
-    ctypedef void (*derive_output_fn)(const double*, const double*, double*, double*, double*, Py_ssize_t, double*) noexcept nogil
+    ctypedef double (*derive_output_fn)(const double*, const double*, double*, double*, double*, Py_ssize_t, Py_ssize_t) noexcept nogil
     derive_output_fn* derive_outputs
     ctypedef void (*derive_jacobian_fn)(const double*, Py_ssize_t, double*) noexcept nogil
     derive_jacobian_fn* derive_output_jacobians
@@ -314,6 +416,10 @@ cdef extern from *:
 
 cdef bint blas_bound = False
 cdef bint threads_allowed = True
+cdef enum:
+    CROSS_FIRST = 0       # the terms of a cross-layer Hessian block (see Plan._scatter_unit)
+    CROSS_ADJACENT = 1
+    CROSS_SECOND = 2
 cdef enum:
     ERROR = 0
     GRADIENT = 1
@@ -449,15 +555,6 @@ cdef inline int sample_threads(Py_ssize_t work) noexcept nogil:
     return openmp.omp_get_max_threads() if work >= PRODUCT_WORK and threads_usable() else 1
 
 
-cdef inline void blas_single(int threads, bint begin) noexcept nogil:
-    """Around a loop that calls BLAS from ``threads`` threads: single-threaded BLAS while it runs."""
-    if threads > 1:
-        if begin:
-            derive_blas_single_begin()
-        else:
-            derive_blas_single_end()
-
-
 cdef inline int scatter_threads(Py_ssize_t entries) noexcept nogil:
     """Threads for a scatter (or copy) of ``entries`` entries into H (1 below SCATTER_PARALLEL)."""
     return openmp.omp_get_max_threads() if entries >= SCATTER_PARALLEL and threads_usable() else 1
@@ -486,12 +583,23 @@ cdef void mirror_lower(double* H, Py_ssize_t W) noexcept nogil:
     """H[r, c] = H[c, r] for c > r: the strict upper triangle from the lower, in cache-sized tiles (rows
     of tiles shared among the threads where H is large: the first writes into fresh pages of H are the
     kernel's page clearing, which runs in the writing thread)."""
-    cdef Py_ssize_t r0, c0, r, c, tile = 64
-    for r0 in prange(0, W, 64, num_threads=scatter_threads(W * W), schedule="static", chunksize=1):
-        for c0 in range(r0, W, 64):
-            for r in range(r0, min(r0 + tile, W)):
-                for c in range(max(c0, r + 1), min(c0 + tile, W)):
-                    H[r * W + c] = H[c * W + r]
+    cdef Py_ssize_t r0
+    cdef int threads = scatter_threads(W * W)
+    if threads > 1:   # (an OpenMP region costs a system call even with one thread)
+        for r0 in prange(0, W, 64, num_threads=threads, schedule="static", chunksize=1):
+            mirror_rows(H, W, r0)
+    else:
+        for r0 in range(0, W, 64):
+            mirror_rows(H, W, r0)
+
+
+cdef inline void mirror_rows(double* H, Py_ssize_t W, Py_ssize_t r0) noexcept nogil:
+    """mirror_lower for the 64 rows from r0."""
+    cdef Py_ssize_t c0, r, c
+    for c0 in range(r0, W, 64):
+        for r in range(r0, min(r0 + 64, W)):
+            for c in range(max(c0, r + 1), min(c0 + 64, W)):
+                H[r * W + c] = H[c * W + r]
 
 
 cdef double* workspace(Py_ssize_t n) except NULL:
@@ -689,7 +797,8 @@ cdef class Plan:
 
     cdef void _forward(self, const double* w, const double* X, Py_ssize_t N, double* A, double* Z,
                        double* D1, double* D2) noexcept nogil:
-        """PRML 5.48-5.49 for every layer and sample: A = Z(l-1) W^T + b, Z = h(A), D1 = h'(A), D2 = h''(A)."""
+        """PRML 5.48-5.49 for every layer and sample: A = Z(l-1) W^T + b, Z = h(A), D1 = h'(A), D2 = h''(A)
+        (D1, D2 not computed where NULL; D2 needs D1)."""
         cdef Py_ssize_t l, n, j
         cdef const double* zin
         cdef double* a
@@ -702,19 +811,14 @@ cdef class Plan:
             gemm(False, True, N, self.d[l], self.d[l - 1], 1.0, zin, self.d[l - 1], w + self.woff[l],
                  self.d[l - 1], 1.0, a, self.d[l])
             if l < self.L:
-                self.act[l](a, Z + N * self.uoff[l], D1 + N * self.uoff[l],
+                self.act[l](a, Z + N * self.uoff[l], NULL if D1 == NULL else D1 + N * self.uoff[l],
                             NULL if D2 == NULL else D2 + N * self.uoff[l], N * self.d[l])
 
     cdef double _output(self, const double* T, Py_ssize_t N, const double* A, double* Z, double* DELTA,
                         double* LAM) noexcept nogil:
         """Output layer of every sample (derived per loss): y into Z's output block, delta(L), Lambda."""
-        cdef Py_ssize_t n, K = self.d[self.L], off = N * self.uoff[self.L]
-        cdef double e, E = 0.0
-        for n in range(N):
-            self.out(A + off + n * K, T + n * K, Z + off + n * K, DELTA + off + n * K,
-                     NULL if LAM == NULL else LAM + n * K * K, K, &e)
-            E += e
-        return E
+        cdef Py_ssize_t off = N * self.uoff[self.L]
+        return self.out(A + off, T, Z + off, DELTA + off, LAM, N, self.d[self.L])
 
     cdef void _backward(self, const double* w, const double* X, Py_ssize_t N, const double* Z,
                         const double* D1, double* DELTA, double* S, double* g, bint add=False) noexcept nogil:
@@ -926,7 +1030,7 @@ cdef class Plan:
             self._input_jacobian(w, X, N, work, out)
             return 0.0
         if kind == ERROR:
-            self._forward(w, X, N, work, work + n, work + 2 * n, NULL)
+            self._forward(w, X, N, work, work + n, NULL, NULL)
             return self._output(T, N, work, work + n, work + 3 * n, NULL)
         if kind == GRADIENT:
             self._forward(w, X, N, work, work + n, work + 2 * n, NULL)
@@ -956,7 +1060,7 @@ cdef class Plan:
         cdef Chunk ch = self._chunk(N, C), ch1
         cdef bint split = (threads_usable() and N >= 2 and openmp.omp_get_max_threads() >= 2
                            and W <= HESSIAN_SPLIT_MAX and N * W * W >= HESSIAN_SPLIT_WORK)
-        cdef bint own_threads = threads_usable()
+        cdef bint own_threads = threads_usable() and N * W * W >= HESSIAN_SPLIT_WORK
         if not split:
             with nogil:
                 if own_threads:   # the products are shared among derive's threads (see pgemm)
@@ -1305,16 +1409,23 @@ cdef class Plan:
             pgemm(False, False, C * self.d[l + 1], self.d[l], self.d[l + 1], 1.0, ch.M[l + 1], self.d[l + 1],
                   w + self.woff[l + 1], self.d[l], 0.0, T1, self.d[l])
             threads = sample_threads(C * self.d[l] * self.d[l] * self.d[l + 1])
-            blas_single(threads, True)
-            for n in prange(C, num_threads=threads, schedule="static"):
-                P = T1 + C * self.d[l + 1] * self.d[l] + openmp.omp_get_thread_num() * self.d[l] * self.d[l]
-                gemm(True, False, self.d[l], self.d[l], self.d[l + 1], 1.0, w + self.woff[l + 1], self.d[l],
-                     T1 + n * self.d[l + 1] * self.d[l], self.d[l], 0.0, P, self.d[l])
-                derive_m_hidden(st.D1 + N * self.uoff[l] + (c0 + n) * self.d[l],
-                                st.D2 + N * self.uoff[l] + (c0 + n) * self.d[l],
-                                st.S + N * self.uoff[l] + (c0 + n) * self.d[l], P,
-                                ch.M[l] + n * self.d[l] * self.d[l], self.d[l])
-            blas_single(threads, False)
+            P = T1 + C * self.d[l + 1] * self.d[l]    # one d_l x d_l product per thread
+            if threads > 1:
+                derive_blas_single_begin()
+                for n in prange(C, num_threads=threads, schedule="static"):
+                    self._m_sample(w, st, ch, l, c0, n, T1, P + openmp.omp_get_thread_num() * self.d[l] * self.d[l])
+                derive_blas_single_end()
+            else:
+                for n in range(C):
+                    self._m_sample(w, st, ch, l, c0, n, T1, P)
+
+    cdef inline void _m_sample(self, const double* w, State* st, Chunk ch, Py_ssize_t l, Py_ssize_t c0,
+                               Py_ssize_t n, const double* T1, double* P) noexcept nogil:
+        """M(l) of sample n of the chunk (5.92L) from T1 = M(l+1) W(l+1); P is scratch (d_l x d_l)."""
+        cdef Py_ssize_t at = st.N * self.uoff[l] + (c0 + n) * self.d[l]
+        gemm(True, False, self.d[l], self.d[l], self.d[l + 1], 1.0, w + self.woff[l + 1], self.d[l],
+             T1 + n * self.d[l + 1] * self.d[l], self.d[l], 0.0, P, self.d[l])
+        derive_m_hidden(st.D1 + at, st.D2 + at, st.S + at, P, ch.M[l] + n * self.d[l] * self.d[l], self.d[l])
 
     cdef void _hessian_chunk(self, const double* w, const double* X, State* st, Py_ssize_t c0, Py_ssize_t C,
                              Chunk ch, double* H) noexcept nogil:
@@ -1424,44 +1535,78 @@ cdef class Plan:
             return self.boff[l] + unit
         return self.woff[l] + unit * self.d[l - 1] + inp
 
-    cdef void _scatter_cross(self, Py_ssize_t l, Py_ssize_t m, const double* P1, double* H) noexcept nogil:
-        """H += P1 for the first term of the cross-layer block l < m (5.95L), P1[k, j, j', i] added at row
-        (m, k, j'), column (l, j, i): contiguous in i, the bias i = d_(l-1) apart. Rows of units k are shared
-        among the threads where the block is large."""
-        cdef Py_ssize_t dl = self.d[l], dm = self.d[m], em = self.d[m - 1] + 1, di = self.d[l - 1], W = self.n_params
-        cdef Py_ssize_t k, j, jp, i
+    cdef void _scatter_units(self, int term, Py_ssize_t l, Py_ssize_t m, const double* P, double* H) noexcept nogil:
+        """H += P for one term of the cross-layer block l < m (5.95L), unit k of layer m after unit k (the
+        units shared among the threads where the term is large; see _scatter_unit)."""
+        cdef Py_ssize_t k, dm = self.d[m], entries = dm * (self.d[l - 1] + 1) * self.d[l]
+        if term == CROSS_FIRST:
+            entries = entries * (self.d[m - 1] + 1)
+        elif term == CROSS_SECOND:
+            entries = entries * self.d[m - 1]
+        cdef int threads = scatter_threads(entries)
+        if threads > 1:
+            for k in prange(dm, num_threads=threads, schedule="static", chunksize=1):
+                self._scatter_unit(term, l, m, P, H, k)
+        else:
+            for k in range(dm):
+                self._scatter_unit(term, l, m, P, H, k)
+
+    cdef inline void _scatter_unit(self, int term, Py_ssize_t l, Py_ssize_t m, const double* P, double* H,
+                                   Py_ssize_t k) noexcept nogil:
+        """The rows of unit k of layer m in one term of the cross-layer block l < m (5.95L), added into H:
+        CROSS_FIRST P[k, j, j', i] at row (m, k, j'), column (l, j, i), contiguous in i;
+        CROSS_ADJACENT (m = l + 1) P[k, i, j] at row (m, k, j), column (l, j, i);
+        CROSS_SECOND P[k, i, j', j] at row (m, k, j'), column (l, j, i)."""
+        cdef Py_ssize_t dl = self.d[l], em = self.d[m - 1] + 1, dp = self.d[m - 1], di = self.d[l - 1]
+        cdef Py_ssize_t el = di + 1, W = self.n_params, j, jp, i
         cdef double* row
         cdef const double* src
-        for k in prange(dm, num_threads=scatter_threads(dm * dl * em * (di + 1)), schedule="static", chunksize=1):
+        if term == CROSS_FIRST:
             for jp in range(em):
                 row = H + self._p(m, k, jp) * W
                 for j in range(dl):
-                    src = P1 + ((k * dl + j) * em + jp) * (di + 1)
+                    src = P + ((k * dl + j) * em + jp) * el
                     for i in range(di):
                         row[self.woff[l] + j * di + i] += src[i]
                     row[self.boff[l] + j] += src[di]
+        elif term == CROSS_ADJACENT:
+            for i in range(el):
+                for j in range(dl):
+                    H[self._p(m, k, j) * W + self._p(l, j, i)] += P[(k * el + i) * dl + j]
+        else:
+            for i in range(el):
+                for jp in range(dp):
+                    for j in range(dl):
+                        H[self._p(m, k, jp) * W + self._p(l, j, i)] += P[((k * el + i) * dp + jp) * dl + j]
 
     cdef void _g_next(self, const double* w, State* st, Py_ssize_t c0, Py_ssize_t C, Py_ssize_t l, Py_ssize_t m,
                       const double* G_below, double* G, double* Xs) noexcept nogil:
         """G(m,l)_n = W(m) D(m-1)_n G(m-1,l)_n (G(l,l) = I) for the chunk: (C, d_m, d_l)."""
-        cdef Py_ssize_t n, p, j, dl = self.d[l], dm = self.d[m], dp = self.d[m - 1]
-        cdef const double* d1
-        cdef double* xs
-        cdef int threads = sample_threads(C * dm * dl * dp if m > l + 1 else 0)
-        blas_single(threads, True)
-        for n in prange(C, num_threads=threads, schedule="static"):
-            d1 = st.D1 + st.N * self.uoff[m - 1] + (c0 + n) * dp
-            if m == l + 1:
-                for p in range(dm):
-                    for j in range(dl):
-                        G[(n * dm + p) * dl + j] = w[self.woff[m] + p * dp + j] * d1[j]
-            else:
-                xs = Xs + openmp.omp_get_thread_num() * dp * dl    # one Xs per thread
-                for p in range(dp):
-                    for j in range(dl):
-                        xs[p * dl + j] = d1[p] * G_below[(n * dp + p) * dl + j]
-                gemm(False, False, dm, dl, dp, 1.0, w + self.woff[m], dp, xs, dl, 0.0, G + n * dm * dl, dl)
-        blas_single(threads, False)
+        cdef Py_ssize_t n
+        cdef int threads = sample_threads(C * self.d[m] * self.d[l] * self.d[m - 1] if m > l + 1 else 0)
+        if threads > 1:
+            derive_blas_single_begin()
+            for n in prange(C, num_threads=threads, schedule="static"):   # one Xs per thread
+                self._g_sample(w, st, c0, l, m, n, G_below, G, Xs + openmp.omp_get_thread_num() * self.d[m - 1] * self.d[l])
+            derive_blas_single_end()
+        else:
+            for n in range(C):
+                self._g_sample(w, st, c0, l, m, n, G_below, G, Xs)
+
+    cdef inline void _g_sample(self, const double* w, State* st, Py_ssize_t c0, Py_ssize_t l, Py_ssize_t m,
+                               Py_ssize_t n, const double* G_below, double* G, double* xs) noexcept nogil:
+        """G(m,l) of sample n of the chunk; xs is scratch (d_(m-1) x d_l)."""
+        cdef Py_ssize_t p, j, dl = self.d[l], dm = self.d[m], dp = self.d[m - 1]
+        cdef const double* d1 = st.D1 + st.N * self.uoff[m - 1] + (c0 + n) * dp
+        if m == l + 1:
+            for p in range(dm):
+                for j in range(dl):
+                    G[(n * dm + p) * dl + j] = w[self.woff[m] + p * dp + j] * d1[j]
+            return
+        for p in range(dp):
+            for j in range(dl):
+                xs[p * dl + j] = d1[p] * G_below[(n * dp + p) * dl + j]
+        gemm(False, False, dm, dl, dp, 1.0, w + self.woff[m], dp, xs, dl, 0.0, G + n * dm * dl, dl)
 
     cdef void _block_cross(self, State* st, Py_ssize_t c0, Py_ssize_t C, Py_ssize_t l, Py_ssize_t m,
                            const double* M, const double* G, const double* G_below, const double* zl,
@@ -1478,21 +1623,22 @@ cdef class Plan:
         cdef double* Ef = Q
         cdef double* P2 = Ef + C * dp * dl
         cdef int threads = sample_threads(C * dm * dl * dm)
-        blas_single(threads, True)
-        for n in prange(C, num_threads=threads, schedule="static"):
-            gemm(False, False, dm, dl, dm, 1.0, M + n * dm * dm, dm, G + n * dm * dl, dl, 0.0, MG + n * dm * dl, dl)
-        blas_single(threads, False)
+        if threads > 1:
+            derive_blas_single_begin()
+            for n in prange(C, num_threads=threads, schedule="static"):
+                gemm(False, False, dm, dl, dm, 1.0, M + n * dm * dm, dm, G + n * dm * dl, dl, 0.0, MG + n * dm * dl, dl)
+            derive_blas_single_end()
+        else:
+            for n in range(C):
+                gemm(False, False, dm, dl, dm, 1.0, M + n * dm * dm, dm, G + n * dm * dl, dl, 0.0, MG + n * dm * dl, dl)
         outer_rows(zm, em, zl, el, C, B)
         pgemm(True, False, dm * dl, em * el, C, 1.0, MG, dm * dl, B, em * el, 0.0, P1, em * el)
-        self._scatter_cross(l, m, P1, H)
+        self._scatter_units(CROSS_FIRST, l, m, P1, H)
         outer_rows(st.DELTA + N * self.uoff[m] + c0 * dm, dm, zl, el, C, Cf)
         if m == l + 1:   # G(l,l) = I: the second term lives on j' = j
             pgemm(True, False, dm * el, dl, C, 1.0, Cf, dm * el, st.D1 + N * self.uoff[l] + c0 * dl, dl,
                   0.0, Q, dl)
-            for k in prange(dm, num_threads=scatter_threads(dm * el * dl), schedule="static", chunksize=1):
-                for i in range(el):
-                    for j in range(dl):
-                        H[self._p(m, k, j) * W + self._p(l, j, i)] += Q[(k * el + i) * dl + j]
+            self._scatter_units(CROSS_ADJACENT, l, m, Q, H)
             return
         for n in range(C):   # E_n[j', j] = h'(a(m-1)_j') G(m-1,l)_n[j', j]
             for p in range(dp):
@@ -1500,8 +1646,4 @@ cdef class Plan:
                     Ef[(n * dp + p) * dl + j] = (st.D1[N * self.uoff[m - 1] + (c0 + n) * dp + p]
                                                  * G_below[(n * dp + p) * dl + j])
         pgemm(True, False, dm * el, dp * dl, C, 1.0, Cf, dm * el, Ef, dp * dl, 0.0, P2, dp * dl)
-        for k in prange(dm, num_threads=scatter_threads(dm * el * dp * dl), schedule="static", chunksize=1):
-            for i in range(el):
-                for jp in range(dp):
-                    for j in range(dl):
-                        H[self._p(m, k, jp) * W + self._p(l, j, i)] += P2[((k * el + i) * dp + jp) * dl + j]
+        self._scatter_units(CROSS_SECOND, l, m, P2, H)

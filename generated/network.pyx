@@ -114,18 +114,23 @@ cdef extern from *:
             for (ptrdiff_t i = 0; i < nb; ++i) e_[i] = 0.0;
             for (ptrdiff_t k = 0; k < K; ++k) {
                 DERIVE_SIMD
-                for (ptrdiff_t i = 0; i < nb; ++i) {
+                for (ptrdiff_t i = 0; i < nb; ++i) {   /* the names the derived expressions use, of sample i */
                     const double* a = A0 + i * K;
                     const double* t = T0 + i * K;
-                    double* y = Y0 + i * K;                    y[k] = a[k];
+                    double* y = Y0 + i * K;
+                    (void)a; (void)t; (void)y;
+                    y[k] = a[k];
                     e_[i] += (1.0/2.0)*pow(a[k] - t[k], 2);
                 }
             }
             for (ptrdiff_t k = 0; k < K; ++k) {
                 DERIVE_SIMD
                 for (ptrdiff_t i = 0; i < nb; ++i) {
+                    const double* a = A0 + i * K;
                     const double* t = T0 + i * K;
-                    const double* y = Y0 + i * K;                    D0[i * K + k] = -t[k] + y[k];
+                    double* y = Y0 + i * K;
+                    (void)a; (void)t; (void)y;
+                    D0[i * K + k] = -t[k] + y[k];
                 }
             }
             if (LAM != NULL) {
@@ -133,7 +138,11 @@ cdef extern from *:
                     for (ptrdiff_t kp = 0; kp < K; ++kp) {
                         DERIVE_SIMD
                         for (ptrdiff_t i = 0; i < nb; ++i) {
-                            const double* y = Y0 + i * K;                            LAM[(n0 + i) * K * K + k * K + kp] = ((k) == (kp) ? 1.0 : 0.0);
+                            const double* a = A0 + i * K;
+                            const double* t = T0 + i * K;
+                            double* y = Y0 + i * K;
+                            (void)a; (void)t; (void)y;
+                            LAM[(n0 + i) * K * K + k * K + kp] = ((k) == (kp) ? 1.0 : 0.0);
                         }
                     }
             }
@@ -159,18 +168,23 @@ cdef extern from *:
             for (ptrdiff_t i = 0; i < nb; ++i) e_[i] = 0.0;
             for (ptrdiff_t k = 0; k < K; ++k) {
                 DERIVE_SIMD
-                for (ptrdiff_t i = 0; i < nb; ++i) {
+                for (ptrdiff_t i = 0; i < nb; ++i) {   /* the names the derived expressions use, of sample i */
                     const double* a = A0 + i * K;
                     const double* t = T0 + i * K;
-                    double* y = Y0 + i * K;                    y[k] = derive_sigmoid(a[k]);
+                    double* y = Y0 + i * K;
+                    (void)a; (void)t; (void)y;
+                    y[k] = derive_sigmoid(a[k]);
                     e_[i] += (1 - t[k])*derive_softplus(a[k]) + derive_softplus(-a[k])*t[k];
                 }
             }
             for (ptrdiff_t k = 0; k < K; ++k) {
                 DERIVE_SIMD
                 for (ptrdiff_t i = 0; i < nb; ++i) {
+                    const double* a = A0 + i * K;
                     const double* t = T0 + i * K;
-                    const double* y = Y0 + i * K;                    D0[i * K + k] = -t[k] + y[k];
+                    double* y = Y0 + i * K;
+                    (void)a; (void)t; (void)y;
+                    D0[i * K + k] = -t[k] + y[k];
                 }
             }
             if (LAM != NULL) {
@@ -178,7 +192,11 @@ cdef extern from *:
                     for (ptrdiff_t kp = 0; kp < K; ++kp) {
                         DERIVE_SIMD
                         for (ptrdiff_t i = 0; i < nb; ++i) {
-                            const double* y = Y0 + i * K;                            LAM[(n0 + i) * K * K + k * K + kp] = -((k) == (kp) ? 1.0 : 0.0)*pow(y[k], 2) + ((k) == (kp) ? 1.0 : 0.0)*y[k];
+                            const double* a = A0 + i * K;
+                            const double* t = T0 + i * K;
+                            double* y = Y0 + i * K;
+                            (void)a; (void)t; (void)y;
+                            LAM[(n0 + i) * K * K + k * K + kp] = -((k) == (kp) ? 1.0 : 0.0)*pow(y[k], 2) + ((k) == (kp) ? 1.0 : 0.0)*y[k];
                         }
                     }
             }
@@ -225,18 +243,31 @@ cdef extern from *:
             for (ptrdiff_t i = 0; i < nb; ++i) e_[i] = 0.0;
             for (ptrdiff_t k = 0; k < K; ++k) {
                 DERIVE_SIMD
-                for (ptrdiff_t i = 0; i < nb; ++i) {
+                for (ptrdiff_t i = 0; i < nb; ++i) {   /* the names the derived expressions use, of sample i */
                     const double* a = A0 + i * K;
                     const double* t = T0 + i * K;
-                    double* y = Y0 + i * K;                    const double lse = lse_[i];                    y[k] = exp(-lse + a[k]);
+                    double* y = Y0 + i * K;
+                    const double lse = lse_[i];
+                    (void)lse;
+                    const double tsum = tsum_[i];
+                    (void)tsum;
+                    (void)a; (void)t; (void)y;
+                    y[k] = exp(-lse + a[k]);
                     e_[i] += lse*t[k] - a[k]*t[k];
                 }
             }
             for (ptrdiff_t k = 0; k < K; ++k) {
                 DERIVE_SIMD
                 for (ptrdiff_t i = 0; i < nb; ++i) {
+                    const double* a = A0 + i * K;
                     const double* t = T0 + i * K;
-                    const double* y = Y0 + i * K;                    const double tsum = tsum_[i];                    D0[i * K + k] = tsum*y[k] - t[k];
+                    double* y = Y0 + i * K;
+                    const double lse = lse_[i];
+                    (void)lse;
+                    const double tsum = tsum_[i];
+                    (void)tsum;
+                    (void)a; (void)t; (void)y;
+                    D0[i * K + k] = tsum*y[k] - t[k];
                 }
             }
             if (LAM != NULL) {
@@ -244,7 +275,15 @@ cdef extern from *:
                     for (ptrdiff_t kp = 0; kp < K; ++kp) {
                         DERIVE_SIMD
                         for (ptrdiff_t i = 0; i < nb; ++i) {
-                            const double* y = Y0 + i * K;                            const double tsum = tsum_[i];                            LAM[(n0 + i) * K * K + k * K + kp] = tsum*((k) == (kp) ? 1.0 : 0.0)*y[k] - tsum*y[k]*y[kp];
+                            const double* a = A0 + i * K;
+                            const double* t = T0 + i * K;
+                            double* y = Y0 + i * K;
+                            const double lse = lse_[i];
+                            (void)lse;
+                            const double tsum = tsum_[i];
+                            (void)tsum;
+                            (void)a; (void)t; (void)y;
+                            LAM[(n0 + i) * K * K + k * K + kp] = tsum*((k) == (kp) ? 1.0 : 0.0)*y[k] - tsum*y[k]*y[kp];
                         }
                     }
             }
@@ -1132,6 +1171,7 @@ cdef class Plan:
         """diag(H) (W,) without forming H: 5.79 with the exact M(l) of the M recursion (5.92L), or, with
         ``exact=False``, the Becker-LeCun approximation (5.81), whose m(l) recursion keeps diagonals only."""
         cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], L = self.L, l, n, j, k, c0, C
+        cdef bint own_threads
         diag = np.zeros(self.n_params)
         cdef double[::1] dv = diag
         cdef Chunk ch
@@ -1139,12 +1179,17 @@ cdef class Plan:
             require_finite(w, X, T, None)
             C = min(N, self._chunk_size(N, False))
             ch = self._chunk(N, C, False)
+            own_threads = threads_usable()
             with nogil:
+                if own_threads:   # products shared among derive's threads (see pgemm)
+                    derive_blas_single_begin()
                 self._second_order_state(&w[0], &X[0, 0], &T[0, 0], N, &ch.st)
                 c0 = 0
                 while c0 < N:
                     self._diagonal_chunk(&w[0], &X[0, 0], &ch.st, c0, min(C, N - c0), ch, &dv[0])
                     c0 += C
+                if own_threads:
+                    derive_blas_single_end()
             return diag
         (A, Z, D1_, D2_, DELTA, S_, LAM_), E = self._state(w, X, T, True)
         cdef double[::1] D1 = D1_, D2 = D2_, S = S_, LAM = LAM_, mcur, mup, W2, q

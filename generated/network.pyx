@@ -1089,7 +1089,9 @@ cdef class Plan:
         """The exact Hessian (W, W) by second-order backpropagation (5.92-5.95, L-layer forms),
         assembled block by block with BLAS, in chunks of ``chunk`` samples (0: automatic). Where W is
         at most HESSIAN_SPLIT_MAX and there is work enough, the samples are split in halves assembled by
-        two threads into two matrices (single-threaded BLAS each) that are then added."""
+        two threads into two matrices (single-threaded BLAS each) that are then added; otherwise, with
+        work enough, BLAS stays single-threaded and the large products and scatters are shared among the
+        threads (pgemm, _block_same, _scatter_units, mirror_lower)."""
         cdef Py_ssize_t N = X.shape[0], W = self.n_params, C, p, i, half
         require_finite(w, X, T, None)
         C = chunk if chunk > 0 else self._chunk_size(N)

@@ -410,8 +410,9 @@ cdef extern from *:
 # --- threads --------------------------------------------------------------------------------------
 # The first-order passes (error, gradient, HVP, input Jacobian) split the samples into one block per core
 # and run the blocks in OpenMP threads, each block's BLAS calls in its own thread; the Hessian of a small
-# network is assembled by two threads from the two halves of the samples. OpenBLAS's thread count is
-# process-wide, so while any such pass runs it is set to 1 (derive_blas_single_begin/end: the first pass
+# network is assembled by two threads from the two halves of the samples, and the Hessian or exact
+# diagonal of a larger one shares its large products and scatters among the threads. OpenBLAS's thread
+# count is process-wide, so while any such pass runs it is set to 1 (derive_blas_single_begin/end: the first pass
 # to start saves it, the last to finish restores it; meanwhile other threads' OpenBLAS calls run on one
 # core). With a BLAS whose thread count cannot be set this way, and in a child process after fork() (GNU
 # OpenMP's thread pool does not survive a fork), everything runs in the calling thread.
@@ -570,16 +571,20 @@ cdef inline void gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
     dgemm(&cb, &ca, &iN, &im, &ik, &alpha, <double*>B, &ildb, <double*>A, &ilda, &beta, C, &ildc)
 
 
+cdef inline int sample_threads(Py_ssize_t work) noexcept nogil:
+    """Threads for ``work`` multiply-adds shared among them (a loop over samples, the rows of a product,
+    a same-layer block): 1 below PRODUCT_WORK."""
+    return openmp.omp_get_max_threads() if work >= PRODUCT_WORK and threads_usable() else 1
+
+
 cdef void pgemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
                 const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb, double beta,
                 double* C, Py_ssize_t ldc) noexcept nogil:
     """gemm with the rows of C shared among the OpenMP threads, one single-threaded BLAS call each, where
     the product has PRODUCT_WORK multiply-adds or more. (OpenBLAS's own threads would busy-wait for
     ~0.1 s after each product and take a core from the scatters into H between the products.)"""
-    cdef int parts = 1, p
-    if m >= 2 and m * n * k >= PRODUCT_WORK and threads_usable():
-        parts = <int>min(<Py_ssize_t>openmp.omp_get_max_threads(), m)
-    if parts == 1:
+    cdef int parts = <int>min(<Py_ssize_t>sample_threads(m * n * k), m), p
+    if parts <= 1:
         gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
         return
     derive_blas_single_begin()
@@ -587,11 +592,6 @@ cdef void pgemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, doub
         gemm(ta, tb, (p + 1) * m // parts - p * m // parts, n, k, alpha,
              A + (p * m // parts) * (1 if ta else lda), lda, B, ldb, beta, C + (p * m // parts) * ldc, ldc)
     derive_blas_single_end()
-
-
-cdef inline int sample_threads(Py_ssize_t work) noexcept nogil:
-    """Threads for a loop over samples of ``work`` multiply-adds in all (1 below PRODUCT_WORK)."""
-    return openmp.omp_get_max_threads() if work >= PRODUCT_WORK and threads_usable() else 1
 
 
 cdef inline int scatter_threads(Py_ssize_t entries) noexcept nogil:
@@ -1526,7 +1526,7 @@ cdef class Plan:
         cdef double* Mu = scratch
         cdef double* B = Mu + C * tri
         cdef double* P = B + C * e * e
-        cdef int parts = sample_threads(C * tri * e * e) if tri >= 2 else 1
+        cdef int parts = <int>min(<Py_ssize_t>sample_threads(C * tri * e * e), tri)
         for n in range(C):
             t = 0
             for k in range(dm):
@@ -1534,7 +1534,7 @@ cdef class Plan:
                     Mu[n * tri + t] = M[(n * dm + k) * dm + kp]
                     t = t + 1
         outer_rows(zt, e, zt, e, C, B)
-        if parts == 1:
+        if parts <= 1:
             self._same_rows(m, C, Mu, B, P, 0, tri, H)
             return
         derive_blas_single_begin()

@@ -173,22 +173,26 @@ def test_threaded_blocks_match_finite_differences(activation, loss, threaded_blo
     assert_kernels_match_finite_differences(derive.MLP(SIZES[3], activation=activation, loss=loss))
 
 
+def first_order_results(net, w, X, T, v):
+    return net.error(w, X, T), net.gradient(w, X, T), net.hvp(w, X, T, v), net.jacobian(w, X)
+
+
+def assert_first_order_results_agree(results, reference):
+    """(error, gradient, hvp, jacobian) equal to 1e-13, relative."""
+    assert abs(results[0] - reference[0]) <= 1e-13 * abs(reference[0])
+    for value, expected in zip(results[1:], reference[1:]):
+        assert rel(value, expected) <= 1e-13
+
+
 @pytest.mark.parametrize("N", [2, 3, 7, 64])
 def test_threaded_blocks_agree_with_one_block(N, threaded_blocks):
     net = derive.MLP([5, 6, 4, 3], activation="tanh", loss="ce")
     rng = np.random.default_rng(N)
     w, v = rng.normal(size=net.n_params), rng.normal(size=net.n_params)
     X, T = rng.normal(size=(N, 5)), rng.uniform(size=(N, 3))
-    threaded = net.error(w, X, T), net.gradient(w, X, T), net.hvp(w, X, T, v), net.jacobian(w, X)
+    threaded = first_order_results(net, w, X, T, v)
     threaded_blocks._set_part_work(1 << 62)
-    single = net.error(w, X, T), net.gradient(w, X, T), net.hvp(w, X, T, v), net.jacobian(w, X)
-    assert abs(threaded[0] - single[0]) <= 1e-13 * abs(single[0])
-    for value, reference in zip(threaded[1:], single[1:]):
-        assert rel(value, reference) <= 1e-13
-
-
-def first_order_results(net, w, X, T, v):
-    return net.error(w, X, T), net.gradient(w, X, T), net.hvp(w, X, T, v), net.jacobian(w, X)
+    assert_first_order_results_agree(threaded, first_order_results(net, w, X, T, v))
 
 
 @pytest.mark.parametrize("loss", sorted(derive.LOSSES))
@@ -206,9 +210,7 @@ def test_samples_taken_in_tiles_of_one_agree_with_one_tile(loss):
         tiled = first_order_results(net, w, X, T, v)
     finally:
         network._set_tile(*old)
-    assert abs(tiled[0] - whole[0]) <= 1e-13 * abs(whole[0])
-    for value, reference in zip(tiled[1:], whole[1:]):
-        assert rel(value, reference) <= 1e-13
+    assert_first_order_results_agree(tiled, whole)
 
 
 @pytest.mark.parametrize("sizes, loss", [([6, 9, 7, 3], "ce"), ([4, 12, 2], "sse"), ([3, 5, 6, 4, 2], "bce")])

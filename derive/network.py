@@ -45,7 +45,7 @@ class MLP:
         self.loss = resolve_loss(loss)
         self.kernels = tuple(load(a) for a in self.activations)
         self._plan = load_network().Plan(list(self.sizes), [m.capsule() for m in self.kernels],
-                                         list(LOSSES).index(self.loss.name))
+                                         list(LOSSES).index(self.loss.name), self._checked)
         self.n_params = self._plan.n_params
 
     def __repr__(self):
@@ -82,19 +82,20 @@ class MLP:
         w, X = self._params(w), self._inputs(X)
         return self._plan.forward(w, X)
 
+    # error, gradient, hvp and jacobian hand their arguments to the kernels as they are: the kernels
+    # take C-contiguous float64 arrays of the right shapes directly and call back _checked for anything
+    # else (a Python-level check costs as much as a small network's gradient).
+
     def error(self, w, X, T):
         """E = Σ_n E_n (PRML 5.11 / 5.21 / 5.24), a float."""
-        w, X, T = self._problem(w, X, T)
         return float(self._plan.error(w, X, T))
 
     def gradient(self, w, X, T):
         """∇E, (W,), by backpropagation (PRML 5.53–5.56)."""
-        w, X, T = self._problem(w, X, T)
         return self._plan.gradient(w, X, T)[1]
 
     def error_and_gradient(self, w, X, T):
         """(E, ∇E) from one forward and one backward pass."""
-        w, X, T = self._problem(w, X, T)
         E, g = self._plan.gradient(w, X, T)
         return float(E), g
 
@@ -107,14 +108,11 @@ class MLP:
 
     def hvp(self, w, X, T, v):
         """H v, (W,), by Pearlmutter's R-operator (PRML 5.96–5.111), never forming H. O(N W) time."""
-        w, X, T = self._problem(w, X, T)
-        v = _vector(v, "v", self.n_params)
         return self._plan.hvp(w, X, T, v)
 
     def jacobian(self, w, X):
         """J[n, k, i] = ∂y_k/∂x_i, (N, d_L, d_0): the output Jacobian (PRML 5.75–5.77) backpropagated
         through the layers (5.74) and into the inputs (5.73). O(N d_L W)."""
-        w, X = self._params(w), self._inputs(X)
         return self._plan.jacobian(w, X)
 
     def hessian_diagonal(self, w, X, T, method="exact"):
@@ -186,6 +184,14 @@ class MLP:
         if T.shape[0] != X.shape[0]:
             raise ValueError("T has %d rows but X has %d: one target row per input row" % (T.shape[0], X.shape[0]))
         return w, X, T
+
+    def _checked(self, w, X, *rest):
+        """The kernels' callback for arguments that are not yet float64 arrays of the right shapes:
+        (w, X), (w, X, T) or (w, X, T, v), converted, or the error that says what is wrong."""
+        if not rest:
+            return self._params(w), self._inputs(X)
+        w, X, T = self._problem(w, X, rest[0])
+        return (w, X, T) + tuple(_vector(v, "v", self.n_params) for v in rest[1:])
 
 
 def _check_sizes(sizes):

@@ -16,6 +16,7 @@ Per-layer work arrays are (N, d_l) row-major blocks of one buffer per quantity.
 import os
 
 import numpy as np
+cimport numpy as cnp
 cimport openmp
 from cython.parallel cimport prange
 from cpython.pycapsule cimport PyCapsule_GetPointer
@@ -39,6 +40,7 @@ cdef extern from *:
     """
     #include <math.h>
     #include <stddef.h>
+    #include <string.h>
     static inline double derive_sigmoid(double x) {
         /* 1/(1+exp(-x)) without overflow: exp is only taken of a non-positive number */
         if (x >= 0) { return 1.0 / (1.0 + exp(-x)); }
@@ -350,6 +352,14 @@ cdef extern from *:
             for (ptrdiff_t j = 0; j < d; ++j) out[j] += x[i * d + j];
         }
     }
+    /* out (n x d, row-major) = b in every row, the bias that a product then adds W z to: the first row,
+       then the rows filled so far copied after themselves (log2 n copies instead of one per row) */
+    static void derive_fill_rows(const double* restrict b, ptrdiff_t n, ptrdiff_t d, double* restrict out) {
+        if (n <= 0 || d <= 0) return;
+        memcpy(out, b, d * sizeof(double));
+        for (ptrdiff_t rows = 1; rows < n; rows *= 2)
+            memcpy(out + rows * d, out, (rows < n - rows ? rows : n - rows) * d * sizeof(double));
+    }
     /* 5.56: backpropagation of the errors to hidden unit j (5.55-5.56) */
     DERIVE_CLONES
     static void derive_delta_hidden(const double* d1, const double* s, double* out, ptrdiff_t n) {
@@ -399,6 +409,7 @@ cdef extern from *:
     bint derive_finite(const double* x, Py_ssize_t n) noexcept nogil
     void derive_huge_pages(void* p, size_t bytes) noexcept nogil
     void derive_column_sums(const double* x, Py_ssize_t n, Py_ssize_t d, double* out, int add) noexcept nogil
+    void derive_fill_rows(const double* b, Py_ssize_t n, Py_ssize_t d, double* out) noexcept nogil
     void derive_delta_hidden(const double* d1, const double* s, double* out, Py_ssize_t n) noexcept nogil
     void derive_r_z(const double* d1, const double* ra, double* out, Py_ssize_t n) noexcept nogil
     void derive_r_delta(const double* d1, const double* d2, const double* ra, const double* s,
@@ -721,6 +732,41 @@ cdef int require_finite(const double[::1] w, const double[:, ::1] X, const doubl
     return 0
 
 
+cnp.import_array()
+
+
+cdef inline bint is_doubles(object a, int ndim) noexcept:
+    """Whether ``a`` is an aligned, C-contiguous float64 ndarray of ``ndim`` dimensions (a C-level test:
+    the first-order passes take their arrays' data without building memoryviews, which would cost more
+    than a small network's whole gradient)."""
+    return (cnp.PyArray_Check(a) and cnp.PyArray_NDIM(<cnp.ndarray>a) == ndim
+            and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_DOUBLE
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a) and cnp.PyArray_ISALIGNED(<cnp.ndarray>a))
+
+
+cdef inline const double* doubles(object a) noexcept:
+    """The data of an array that passed is_doubles."""
+    return <const double*>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline Py_ssize_t dim(object a, int i) noexcept:
+    return cnp.PyArray_DIM(<cnp.ndarray>a, i)
+
+
+cdef int require_finite_data(const double* w, Py_ssize_t nw, const double* X, Py_ssize_t nx, const double* T,
+                             Py_ssize_t nt, const double* v, Py_ssize_t nv) except -1:
+    """require_finite on raw data (T, v may be NULL)."""
+    if not derive_finite(w, nw):
+        raise ValueError("w contains NaN or infinite values")
+    if not derive_finite(X, nx):
+        raise ValueError("X contains NaN or infinite values")
+    if T != NULL and not derive_finite(T, nt):
+        raise ValueError("T contains NaN or infinite values")
+    if v != NULL and not derive_finite(v, nv):
+        raise ValueError("v contains NaN or infinite values")
+    return 0
+
+
 cdef struct State:
     # per-sample quantities of every layer, (N, d_l) blocks at offsets N * uoff[l]
     Py_ssize_t N
@@ -781,7 +827,9 @@ cdef class Chunk:
 cdef class Plan:
     """The compiled evaluation plan of one network: sizes, parameter offsets, activations and loss.
 
-    Built once per derive.MLP; its methods take already-validated float64 C-contiguous arrays.
+    Built once per derive.MLP. error, gradient, hvp and jacobian take float64 C-contiguous arrays of the
+    network's shapes as they are, and hand anything else to ``checks`` (derive.MLP's argument rules);
+    the other methods take already-validated arrays.
     """
     cdef readonly int L
     cdef readonly Py_ssize_t n_params
@@ -797,8 +845,9 @@ cdef class Plan:
     cdef derive_jacobian_fn out_jacobian
     cdef object capsules
     cdef readonly Reusable lender   # working memory kept between calls
+    cdef object checks              # (w, X, T, v) -> the same as float64 arrays, or raises; see _problem
 
-    def __cinit__(self, sizes, capsules, int loss):
+    def __cinit__(self, sizes, capsules, int loss, checks=None):
         cdef int l
         self.L = len(sizes) - 1
         if self.L < 1 or len(capsules) != self.L - 1 or not 0 <= loss < 3:
@@ -824,6 +873,7 @@ cdef class Plan:
             self.uoff[l] = self.U
             self.U += self.d[l]
         self.capsules = tuple(capsules)
+        self.checks = checks
         for l in range(1, self.L):
             self.act[l] = <activation_fn>PyCapsule_GetPointer(self.capsules[l - 1], b"derive.activation")
         self.out = derive_outputs[loss]
@@ -838,15 +888,13 @@ cdef class Plan:
                        double* D1, double* D2) noexcept nogil:
         """PRML 5.48-5.49 for every layer and sample: A = Z(l-1) W^T + b, Z = h(A), D1 = h'(A), D2 = h''(A)
         (D1, D2 not computed where NULL; D2 needs D1)."""
-        cdef Py_ssize_t l, n, j
+        cdef Py_ssize_t l
         cdef const double* zin
         cdef double* a
         for l in range(1, self.L + 1):
             zin = X if l == 1 else Z + N * self.uoff[l - 1]
             a = A + N * self.uoff[l]
-            for n in range(N):
-                for j in range(self.d[l]):
-                    a[n * self.d[l] + j] = w[self.boff[l] + j]
+            derive_fill_rows(w + self.boff[l], N, self.d[l], a)
             gemm(False, True, N, self.d[l], self.d[l - 1], 1.0, zin, self.d[l - 1], w + self.woff[l],
                  self.d[l - 1], 1.0, a, self.d[l])
             if l < self.L:
@@ -888,9 +936,7 @@ cdef class Plan:
         cdef double acc
         for l in range(1, self.L + 1):                                               # 5.101L
             zin = X if l == 1 else Z + N * self.uoff[l - 1]
-            for n in range(N):
-                for j in range(self.d[l]):
-                    RA[N * self.uoff[l] + n * self.d[l] + j] = v[self.boff[l] + j]
+            derive_fill_rows(v + self.boff[l], N, self.d[l], RA + N * self.uoff[l])
             gemm(False, True, N, self.d[l], self.d[l - 1], 1.0, zin, self.d[l - 1], v + self.woff[l],
                  self.d[l - 1], 1.0, RA + N * self.uoff[l], self.d[l])
             if l > 1:
@@ -948,26 +994,55 @@ cdef class Plan:
         (A, Z, D1, D2, DELTA, S, LAM), E = self._state(w, X, np.zeros((N, K)), False)
         return Z[N * self.uoff[self.L]:].reshape(N, K).copy()
 
-    def error(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
+    def error(self, w, X, T):
         """E = sum over samples of E_n."""
-        require_finite(w, X, T, None)
-        return self._first_order(ERROR, &w[0], &X[0, 0], &T[0, 0], NULL, X.shape[0], NULL)
+        w, X, T, _ = self._problem(w, X, T, None, 3)
+        require_finite_data(doubles(w), self.n_params, doubles(X), dim(X, 0) * self.d[0], doubles(T),
+                            dim(T, 0) * self.d[self.L], NULL, 0)
+        return self._first_order(ERROR, doubles(w), doubles(X), doubles(T), NULL, dim(X, 0), NULL)
 
-    def gradient(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
+    def gradient(self, w, X, T):
         """(E, gradient (W,)) by backpropagation."""
-        require_finite(w, X, T, None)
+        w, X, T, _ = self._problem(w, X, T, None, 3)
+        require_finite_data(doubles(w), self.n_params, doubles(X), dim(X, 0) * self.d[0], doubles(T),
+                            dim(T, 0) * self.d[self.L], NULL, 0)
         g = np.empty(self.n_params)
-        cdef double[::1] gv = g
-        E = self._first_order(GRADIENT, &w[0], &X[0, 0], &T[0, 0], NULL, X.shape[0], &gv[0])
+        E = self._first_order(GRADIENT, doubles(w), doubles(X), doubles(T), NULL, dim(X, 0), <double*>doubles(g))
         return E, g
 
-    def hvp(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T, const double[::1] v):
+    def hvp(self, w, X, T, v):
         """H v (W,) by the R-operator, never forming H."""
-        require_finite(w, X, T, v)
+        w, X, T, v = self._problem(w, X, T, v, 4)
+        require_finite_data(doubles(w), self.n_params, doubles(X), dim(X, 0) * self.d[0], doubles(T),
+                            dim(T, 0) * self.d[self.L], doubles(v), self.n_params)
         hv = np.empty(self.n_params)
-        cdef double[::1] hvv = hv
-        self._first_order(HVP, &w[0], &X[0, 0], &T[0, 0], &v[0], X.shape[0], &hvv[0])
+        self._first_order(HVP, doubles(w), doubles(X), doubles(T), doubles(v), dim(X, 0), <double*>doubles(hv))
         return hv
+
+    cdef tuple _problem(self, w, X, T, v, int used):
+        """(w, X, T, v) as they are where each of the first ``used`` (2: w, X; 3: and T; 4: and v) is a
+        C-contiguous float64 array of its shape (w, v: (W,); X: (N, d_0) and T: (N, d_L) with N > 0),
+        else as ``self.checks`` makes them from those ``used`` arguments (it converts, or raises the error
+        that says what is wrong). The arguments not used come back as None."""
+        if used < 4:
+            v = None
+        if used < 3:
+            T = None
+        if not self._fits(w, X, T, v, used):
+            if self.checks is None:
+                raise TypeError("Plan: w, X, T, v must be C-contiguous float64 arrays of shapes (%d,), (N, %d), "
+                                "(N, %d), (%d,)" % (self.n_params, self.d[0], self.d[self.L], self.n_params))
+            checked = tuple(self.checks(*(w, X, T, v)[:used])) + (None,) * (4 - used)
+            w, X, T, v = checked
+            if not self._fits(w, X, T, v, used):
+                raise TypeError("Plan: the argument checks returned arrays of the wrong kind")
+        return w, X, T, v
+
+    cdef bint _fits(self, w, X, T, v, int used) noexcept:
+        return (is_doubles(w, 1) and dim(w, 0) == self.n_params
+                and is_doubles(X, 2) and dim(X, 0) > 0 and dim(X, 1) == self.d[0]
+                and (used < 3 or (is_doubles(T, 2) and dim(T, 0) == dim(X, 0) and dim(T, 1) == self.d[self.L]))
+                and (used < 4 or (is_doubles(v, 1) and dim(v, 0) == self.n_params)))
 
     # --- first-order passes over blocks of samples ------------------------------------------------
 
@@ -1137,14 +1212,14 @@ cdef class Plan:
             self._hessian_chunk(w, X, st, c0, min(C, n1 - c0), ch, H)
             c0 += C
 
-    def jacobian(self, const double[::1] w, const double[:, ::1] X):
+    def jacobian(self, w, X):
         """J[n, k, i] = dy_k/dx_i (N, d_L, d_0): the output Jacobian (5.75-5.77) backpropagated (5.74)
         and multiplied into the first layer's weights (5.73)."""
-        cdef Py_ssize_t N = X.shape[0], K = self.d[self.L]
-        require_finite(w, X, None, None)
+        w, X, _, _ = self._problem(w, X, None, None, 2)
+        cdef Py_ssize_t N = dim(X, 0), K = self.d[self.L]
+        require_finite_data(doubles(w), self.n_params, doubles(X), N * self.d[0], NULL, 0, NULL, 0)
         J = np.empty((N, K, self.d[0]))
-        cdef double[:, :, ::1] Jv = J
-        self._first_order(JACOBIAN, &w[0], &X[0, 0], NULL, NULL, N, &Jv[0, 0, 0])
+        self._first_order(JACOBIAN, doubles(w), doubles(X), NULL, NULL, N, <double*>doubles(J))
         return J
 
     cdef void _input_jacobian(self, const double* w, const double* X, Py_ssize_t N, double* work,

@@ -70,6 +70,26 @@ def test_wrong_arguments_never_crash_and_name_the_argument(method, position, val
         assert np.all(np.isfinite(result))
 
 
+def test_the_kernels_called_directly_refuse_arrays_they_cannot_take():
+    # derive.MLP converts what it can; the compiled plan behind it must never read past an array or
+    # through a wrong pointer, even when called without MLP's checks
+    net = small_net()
+    plan = derive.kernels.load_network().Plan(list(net.sizes), [k.capsule() for k in net.kernels],
+                                              list(derive.LOSSES).index(net.loss.name))
+    good = valid_arguments(net)
+    w, X, T, v = good["w"], good["X"], good["T"], good["v"]
+    assert np.isfinite(plan.error(w, X, T))
+    for bad in (None, w[:-1], w.astype(np.float32), np.repeat(w, 2)[::2], w.reshape(1, -1), list(w)):
+        for call in (lambda: plan.error(bad, X, T), lambda: plan.gradient(bad, X, T),
+                     lambda: plan.hvp(w, X, T, bad), lambda: plan.jacobian(bad, X)):
+            with pytest.raises(TypeError, match="float64 arrays"):
+                call()
+    for bad_X, bad_T in ((X[:, :2].copy(), T), (X, T[:3]), (X[:0], T[:0]), (np.asfortranarray(X), T),
+                         (X, T[:, :1].copy()), (X, None)):
+        with pytest.raises(TypeError, match="float64 arrays"):
+            plan.gradient(w, bad_X, bad_T)
+
+
 # --- numerical extremes -----------------------------------------------------------------------------
 
 

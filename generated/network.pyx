@@ -20,9 +20,10 @@ cimport numpy as cnp
 cimport openmp
 from cython.parallel cimport prange
 from cpython.pycapsule cimport PyCapsule_GetPointer
-from libc.math cimport sqrt
+from libc.math cimport isfinite, sqrt
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, dsymv, dsyr, dsyrk
 from scipy.linalg.cython_lapack cimport dsyev
 
@@ -484,6 +485,7 @@ cdef Py_ssize_t TILE_WORK = 1 << 16           # doubles of working memory a tile
 cdef Py_ssize_t TILE_MIN = 64
 cdef Py_ssize_t TILE_AMORTIZE = 512
 cdef Py_ssize_t PRODUCT_WORK = 1 << 20        # multiply-adds above which a product of the Hessian is shared by the threads
+cdef Py_ssize_t SMALL_PRODUCT = 1000000       # multiply-adds up to which OpenBLAS may use its small-matrix kernels (see Plan._transposed)
 
 
 def _bind_blas_threads():
@@ -546,6 +548,15 @@ def _set_tile(Py_ssize_t work, Py_ssize_t least):
     global TILE_WORK, TILE_MIN
     old = (TILE_WORK, TILE_MIN)
     TILE_WORK, TILE_MIN = max(1, work), max(1, least)
+    return old
+
+
+def _set_small_product(Py_ssize_t work):
+    """Set SMALL_PRODUCT (see Plan._transposed); returns the old value. (For tests: 0 keeps every
+    first-order pass on its untransposed weights, a huge value sends every one through the transposed
+    copy.)"""
+    global SMALL_PRODUCT
+    old, SMALL_PRODUCT = SMALL_PRODUCT, max(0, work)
     return old
 
 
@@ -767,6 +778,25 @@ cdef int require_finite_data(const double* w, Py_ssize_t nw, const double* X, Py
     return 0
 
 
+cdef int require_finite_result(double E, const double* out, Py_ssize_t n, str inputs) except -1:
+    """ValueError unless E and out[0..n) (out may be NULL) are finite: from finite inputs, a result can
+    still overflow float64 (E = sum (y - t)^2 / 2 of targets near 1e308, say), and it is refused rather
+    than returned as infinity."""
+    if not (isfinite(E) and (out == NULL or derive_finite(out, n))):
+        raise ValueError("the result overflowed float64 although %s are finite: their values are too large"
+                         % inputs)
+    return 0
+
+
+def all_finite(a):
+    """Whether every entry of a C-contiguous float64 array is finite: one vectorised pass, no temporary
+    (np.isfinite would allocate a boolean array as large as a Hessian)."""
+    if not (cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_DOUBLE
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)):
+        return bool(np.isfinite(a).all())
+    return bool(derive_finite(doubles(a), cnp.PyArray_SIZE(<cnp.ndarray>a)))
+
+
 cdef struct State:
     # per-sample quantities of every layer, (N, d_l) blocks at offsets N * uoff[l]
     Py_ssize_t N
@@ -884,10 +914,39 @@ cdef class Plan:
 
     # --- passes (nogil) ------------------------------------------------------------------------
 
+    cdef inline void _affine(self, Py_ssize_t l, const double* w, bint transposed, const double* zin, Py_ssize_t N,
+                             double* a) noexcept nogil:
+        """a (N x d_l) += zin (N x d_(l-1)) W(l)^T, with W(l) from w; with ``transposed`` from the
+        transposed copy that follows w (one product without transposes)."""
+        cdef Py_ssize_t dl = self.d[l], dp = self.d[l - 1]
+        if transposed:
+            gemm(False, False, N, dl, dp, 1.0, zin, dp, w + self.n_params + self.woff[l], dl, 1.0, a, dl)
+        else:
+            gemm(False, True, N, dl, dp, 1.0, zin, dp, w + self.woff[l], dp, 1.0, a, dl)
+
+    cdef inline bint _transposed(self, int kind) noexcept nogil:
+        """Whether the passes of ``kind`` take their weights transposed as well: where a tile's products
+        are small enough for OpenBLAS's small-matrix kernels, which it does not use for the transposed
+        product z W^T of the forward passes (column-major 'T','N') when the result has more than a few
+        hundred entries."""
+        return kind != JACOBIAN and self._tile(kind) * self.largest_layer <= SMALL_PRODUCT
+
+    cdef void _with_transposed(self, const double* w, double* out) noexcept nogil:
+        """out = [w | W(1)^T ... W(L)^T]: the parameters, then each weight matrix transposed at its own
+        offset (2W doubles)."""
+        cdef Py_ssize_t l, i, j, dl, dp
+        memcpy(out, w, self.n_params * sizeof(double))
+        for l in range(1, self.L + 1):
+            dl, dp = self.d[l], self.d[l - 1]
+            for i in range(dp):
+                for j in range(dl):
+                    out[self.n_params + self.woff[l] + i * dl + j] = w[self.woff[l] + j * dp + i]
+
     cdef void _forward(self, const double* w, const double* X, Py_ssize_t N, double* A, double* Z,
-                       double* D1, double* D2) noexcept nogil:
+                       double* D1, double* D2, bint transposed=False) noexcept nogil:
         """PRML 5.48-5.49 for every layer and sample: A = Z(l-1) W^T + b, Z = h(A), D1 = h'(A), D2 = h''(A)
-        (D1, D2 not computed where NULL; D2 needs D1)."""
+        (D1, D2 not computed where NULL; D2 needs D1). With ``transposed``, w is followed by its
+        transposed weights (see _transposed)."""
         cdef Py_ssize_t l
         cdef const double* zin
         cdef double* a
@@ -895,8 +954,7 @@ cdef class Plan:
             zin = X if l == 1 else Z + N * self.uoff[l - 1]
             a = A + N * self.uoff[l]
             derive_fill_rows(w + self.boff[l], N, self.d[l], a)
-            gemm(False, True, N, self.d[l], self.d[l - 1], 1.0, zin, self.d[l - 1], w + self.woff[l],
-                 self.d[l - 1], 1.0, a, self.d[l])
+            self._affine(l, w, transposed, zin, N, a)
             if l < self.L:
                 self.act[l](a, Z + N * self.uoff[l], NULL if D1 == NULL else D1 + N * self.uoff[l],
                             NULL if D2 == NULL else D2 + N * self.uoff[l], N * self.d[l])
@@ -929,19 +987,18 @@ cdef class Plan:
                       const double* Z, const double* D1, const double* D2, const double* A,
                       const double* DELTA, const double* S, const double* LAM,
                       double* RA, double* RZ, double* RDELTA, double* U, double* R, double* hv,
-                      bint add=False) noexcept nogil:
-        """Pearlmutter's R-operator (5.101-5.111, L-layer forms): hv = H v (hv += H v with ``add``)."""
+                      bint add=False, bint transposed=False) noexcept nogil:
+        """Pearlmutter's R-operator (5.101-5.111, L-layer forms): hv = H v (hv += H v with ``add``); with
+        ``transposed``, w and v are each followed by their transposed weights (see _transposed)."""
         cdef Py_ssize_t l, n, k, kp, j, K = self.d[self.L]
         cdef const double* zin
         cdef double acc
         for l in range(1, self.L + 1):                                               # 5.101L
             zin = X if l == 1 else Z + N * self.uoff[l - 1]
             derive_fill_rows(v + self.boff[l], N, self.d[l], RA + N * self.uoff[l])
-            gemm(False, True, N, self.d[l], self.d[l - 1], 1.0, zin, self.d[l - 1], v + self.woff[l],
-                 self.d[l - 1], 1.0, RA + N * self.uoff[l], self.d[l])
+            self._affine(l, v, transposed, zin, N, RA + N * self.uoff[l])
             if l > 1:
-                gemm(False, True, N, self.d[l], self.d[l - 1], 1.0, RZ + N * self.uoff[l - 1], self.d[l - 1],
-                     w + self.woff[l], self.d[l - 1], 1.0, RA + N * self.uoff[l], self.d[l])
+                self._affine(l, w, transposed, RZ + N * self.uoff[l - 1], N, RA + N * self.uoff[l])
             if l < self.L:
                 derive_r_z(D1 + N * self.uoff[l], RA + N * self.uoff[l], RZ + N * self.uoff[l],
                            N * self.d[l])                                            # 5.102L
@@ -999,7 +1056,9 @@ cdef class Plan:
         w, X, T, _ = self._problem(w, X, T, None, 3)
         require_finite_data(doubles(w), self.n_params, doubles(X), dim(X, 0) * self.d[0], doubles(T),
                             dim(T, 0) * self.d[self.L], NULL, 0)
-        return self._first_order(ERROR, doubles(w), doubles(X), doubles(T), NULL, dim(X, 0), NULL)
+        E = self._first_order(ERROR, doubles(w), doubles(X), doubles(T), NULL, dim(X, 0), NULL)
+        require_finite_result(E, NULL, 0, "w, X and T")
+        return E
 
     def gradient(self, w, X, T):
         """(E, gradient (W,)) by backpropagation."""
@@ -1008,6 +1067,7 @@ cdef class Plan:
                             dim(T, 0) * self.d[self.L], NULL, 0)
         g = np.empty(self.n_params)
         E = self._first_order(GRADIENT, doubles(w), doubles(X), doubles(T), NULL, dim(X, 0), <double*>doubles(g))
+        require_finite_result(E, doubles(g), self.n_params, "w, X and T")
         return E, g
 
     def hvp(self, w, X, T, v):
@@ -1017,6 +1077,7 @@ cdef class Plan:
                             dim(T, 0) * self.d[self.L], doubles(v), self.n_params)
         hv = np.empty(self.n_params)
         self._first_order(HVP, doubles(w), doubles(X), doubles(T), doubles(v), dim(X, 0), <double*>doubles(hv))
+        require_finite_result(0.0, doubles(hv), self.n_params, "w, X, T and v")
         return hv
 
     cdef tuple _problem(self, w, X, T, v, int used):
@@ -1057,11 +1118,19 @@ cdef class Plan:
         cdef Py_ssize_t size = self._block_work(kind, min(rows, self._tile(kind)))
         cdef Py_ssize_t partial = self.n_params if kind == GRADIENT or kind == HVP else 0
         P = (N + rows - 1) // rows
-        cdef double* work = self.lender.take(P * size + (P - 1) * partial + P)
+        cdef bint transposed = self._transposed(kind)
+        cdef Py_ssize_t extended = (2 if kind == HVP else 1) * 2 * self.n_params if transposed else 0
+        cdef double* work = self.lender.take(P * size + (P - 1) * partial + P + extended)
         cdef double* E = work + P * size + (P - 1) * partial
         cdef double total = 0.0
         try:
             with nogil:
+                if transposed:       # w (and v) with their transposed weights after them, read by every block
+                    self._with_transposed(w, E + P)
+                    w = E + P
+                    if kind == HVP:
+                        self._with_transposed(v, E + P + 2 * self.n_params)
+                        v = E + P + 2 * self.n_params
                 if P == 1:
                     E[0] = self._tiles(kind, w, X, T, v, N, work, out)
                 else:
@@ -1140,24 +1209,25 @@ cdef class Plan:
         JACOBIAN the input Jacobian (5.73-5.77) into out; sums added to out with ``add``."""
         cdef Py_ssize_t n = N * self.U, K = self.d[self.L]
         cdef double E
+        cdef bint transposed = self._transposed(kind)
         if kind == JACOBIAN:
             self._input_jacobian(w, X, N, work, out)
             return 0.0
         if kind == ERROR:
-            self._forward(w, X, N, work, work + n, NULL, NULL)
+            self._forward(w, X, N, work, work + n, NULL, NULL, transposed)
             return self._output(T, N, work, work + n, work + 3 * n, NULL)
         if kind == GRADIENT:
-            self._forward(w, X, N, work, work + n, work + 2 * n, NULL)
+            self._forward(w, X, N, work, work + n, work + 2 * n, NULL, transposed)
             E = self._output(T, N, work, work + n, work + 3 * n, NULL)
             self._backward(w, X, N, work + n, work + 2 * n, work + 3 * n, work + 4 * n, out, add)
             return E
         cdef double* LAM = work + 9 * n
         cdef double* U = LAM + N * K * K
-        self._forward(w, X, N, work, work + n, work + 2 * n, work + 3 * n)
+        self._forward(w, X, N, work, work + n, work + 2 * n, work + 3 * n, transposed)
         E = self._output(T, N, work, work + n, work + 4 * n, LAM)
         self._backward(w, X, N, work + n, work + 2 * n, work + 4 * n, work + 5 * n, NULL)
         self._r_pass(w, v, X, N, work + n, work + 2 * n, work + 3 * n, work, work + 4 * n, work + 5 * n, LAM,
-                     work + 6 * n, work + 7 * n, work + 8 * n, U, U + N * self.widest, out, add)
+                     work + 6 * n, work + 7 * n, work + 8 * n, U, U + N * self.widest, out, add, transposed)
         return E
 
     def hessian(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T, Py_ssize_t chunk=0):
@@ -1220,6 +1290,7 @@ cdef class Plan:
         require_finite_data(doubles(w), self.n_params, doubles(X), N * self.d[0], NULL, 0, NULL, 0)
         J = np.empty((N, K, self.d[0]))
         self._first_order(JACOBIAN, doubles(w), doubles(X), NULL, NULL, N, <double*>doubles(J))
+        require_finite_result(0.0, doubles(J), N * K * self.d[0], "w and X")
         return J
 
     cdef void _input_jacobian(self, const double* w, const double* X, Py_ssize_t N, double* work,
@@ -1355,6 +1426,7 @@ cdef class Plan:
         cdef double cutoff
         (A, Z, D1, D2, DELTA, S, LAM_), E = self._state(w, X, T, True)
         cdef double[::1] LAM = LAM_, top = np.empty(N * K * K), ev = np.empty(K * K), lam = np.empty(K)
+        require_finite_result(0.0, &LAM[0], N * K * K, "w, X and T")     # dsyev would make 0 of infinity
         cdef double[::1] work = np.empty(3 * K + 1)
         with nogil:
             for n in range(N):

@@ -213,6 +213,27 @@ def test_samples_taken_in_tiles_of_one_agree_with_one_tile(loss):
     assert_first_order_results_agree(tiled, whole)
 
 
+@pytest.mark.parametrize("sizes, loss", [([5, 6, 4, 3], "ce"), ([7, 2, 9], "sse"), ([3, 5, 6, 4, 2], "bce")])
+def test_forward_products_on_transposed_weights_agree_with_the_weights_themselves(sizes, loss):
+    """Small networks' forward and R-forward products read a transposed copy of the weights (see
+    Plan._transposed); both ways must give the same error, gradient, H v and Jacobian, and match
+    finite differences."""
+    from derive.kernels import load_network
+    network = load_network()
+    net = derive.MLP(sizes, activation="sin", loss=loss)
+    w, X, T = random_problem(net, seed=len(sizes), samples=13)
+    v = np.random.default_rng(len(sizes)).normal(size=net.n_params)
+    old = network._set_small_product(1 << 62)
+    try:
+        transposed = first_order_results(net, w, X, T, v)
+        assert_kernels_match_finite_differences(net)
+        network._set_small_product(0)
+        untransposed = first_order_results(net, w, X, T, v)
+    finally:
+        network._set_small_product(old)
+    assert_first_order_results_agree(transposed, untransposed)
+
+
 @pytest.mark.parametrize("sizes, loss", [([6, 9, 7, 3], "ce"), ([4, 12, 2], "sse"), ([3, 5, 6, 4, 2], "bce")])
 def test_hessian_with_products_and_scatters_shared_among_threads_matches_serial(sizes, loss, threaded_blocks):
     """Every product and scatter of the one-matrix assembly split among the threads (normally only

@@ -93,6 +93,24 @@ def test_the_kernels_called_directly_refuse_arrays_they_cannot_take():
 # --- numerical extremes -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("method", sorted(set(METHODS) - {"forward", "jacobian"}))
+def test_a_result_that_overflows_float64_from_finite_inputs_is_refused(method):
+    # targets near the largest double: E = sum (y - t)^2 / 2 and the residuals it weighs overflow
+    net = small_net()
+    arguments = valid_arguments(net)
+    arguments["T"] = np.full_like(arguments["T"], 1e308)
+    with pytest.raises(ValueError, match="overflowed float64"):
+        getattr(net, method)(*[arguments[n] for n in METHODS[method]])
+
+
+@pytest.mark.parametrize("method", ["forward", "jacobian"])
+def test_outputs_that_overflow_float64_are_refused(method):
+    net = derive.MLP([3, 4, 2], activation="a", loss="sse")    # linear: outputs grow with the inputs
+    w = np.full(net.n_params, 1e200)
+    with pytest.raises(ValueError, match="overflowed float64"):
+        getattr(net, method)(w, np.full((2, 3), 1e200))
+
+
 @pytest.mark.parametrize("loss", sorted(derive.LOSSES))
 @pytest.mark.parametrize("activation", sorted(derive.ACTIVATIONS))
 def test_pre_activations_of_a_thousand_give_finite_derivatives(activation, loss):

@@ -44,7 +44,8 @@ class MLP:
         self.activations = _check_activations(activation, self.L)
         self.loss = resolve_loss(loss)
         self.kernels = tuple(load(a) for a in self.activations)
-        self._plan = load_network().Plan(list(self.sizes), [m.capsule() for m in self.kernels],
+        self._network = load_network()
+        self._plan = self._network.Plan(list(self.sizes), [m.capsule() for m in self.kernels],
                                          list(LOSSES).index(self.loss.name), self._checked)
         self.n_params = self._plan.n_params
 
@@ -80,7 +81,7 @@ class MLP:
     def forward(self, w, X):
         """Network outputs y, (N, d_L)."""
         w, X = self._params(w), self._inputs(X)
-        return _finite(self._plan.forward(w, X), "w and X")
+        return self._finite(self._plan.forward(w, X), "w and X")
 
     # error, gradient, hvp and jacobian hand their arguments to the kernels as they are: the kernels
     # take C-contiguous float64 arrays of the right shapes directly and call back _checked for anything
@@ -104,7 +105,7 @@ class MLP:
         L-layer forms), assembled from its layer blocks with BLAS. Costs O(N W²) time and W² memory."""
         w, X, T = self._problem(w, X, T)
         _check_fits(self.n_params)
-        return _finite(self._plan.hessian(w, X, T), "w, X and T")
+        return self._finite(self._plan.hessian(w, X, T), "w, X and T")
 
     def hvp(self, w, X, T, v):
         """H v, (W,), by Pearlmutter's R-operator (PRML 5.96–5.111), never forming H. O(N W) time."""
@@ -126,7 +127,7 @@ class MLP:
         if method not in ("exact", "becker_lecun"):
             raise ValueError("method must be 'exact' or 'becker_lecun', got %r" % (method,))
         w, X, T = self._problem(w, X, T)
-        return _finite(self._plan.hessian_diagonal(w, X, T, method == "exact"), "w, X and T")
+        return self._finite(self._plan.hessian_diagonal(w, X, T, method == "exact"), "w, X and T")
 
     def outer_product(self, w, X, T):
         """G = Σ_n J_nᵀ Λ_n J_n, (W, W), J_n = ∂a⁽ᴸ⁾/∂w: the outer-product (Levenberg–Marquardt,
@@ -134,7 +135,7 @@ class MLP:
         Symmetric positive semi-definite; equals H where the residuals vanish. O(N d_L W²)."""
         w, X, T = self._problem(w, X, T)
         _check_fits(self.n_params)
-        return _finite(self._plan.outer_product(w, X, T), "w, X and T")
+        return self._finite(self._plan.outer_product(w, X, T), "w, X and T")
 
     def inverse_outer_product(self, w, X, T, alpha):
         """(outer_product + alpha·I)⁻¹, (W, W), by the sequential rank-one updates of PRML 5.87–5.89
@@ -143,7 +144,7 @@ class MLP:
         w, X, T = self._problem(w, X, T)
         alpha = _positive(alpha, "alpha")
         _check_fits(self.n_params)
-        return _finite(self._plan.inverse_outer_product(w, X, T, alpha), "w, X and T")
+        return self._finite(self._plan.inverse_outer_product(w, X, T, alpha), "w, X and T")
 
     def finite_difference_hessian(self, w, X, T, eps=1e-4, method="gradient"):
         """H by central differences: of the backpropagated gradient (``method="gradient"``, PRML 5.91,
@@ -154,7 +155,7 @@ class MLP:
         w, X, T = self._problem(w, X, T)
         eps = _positive(eps, "eps")
         _check_fits(self.n_params)
-        return _finite(self._plan.finite_difference_hessian(w, X, T, eps, method == "gradient"), "w, X and T")
+        return self._finite(self._plan.finite_difference_hessian(w, X, T, eps, method == "gradient"), "w, X and T")
 
     @property
     def kept_memory(self):
@@ -184,6 +185,14 @@ class MLP:
         if T.shape[0] != X.shape[0]:
             raise ValueError("T has %d rows but X has %d: one target row per input row" % (T.shape[0], X.shape[0]))
         return w, X, T
+
+    def _finite(self, result, inputs):
+        """``result``, unless some entry overflowed float64 from finite ``inputs`` (then ValueError, as the
+        kernels of error, gradient, hvp and jacobian do themselves)."""
+        if not self._network.all_finite(result):
+            raise ValueError("the result overflowed float64 although %s are finite: their values are too large"
+                             % inputs)
+        return result
 
     def _checked(self, w, X, *rest):
         """The kernels' callback for arguments that are not yet float64 arrays of the right shapes:
@@ -241,15 +250,6 @@ def _matrix(x, name, columns):
     if array.shape[0] == 0:
         raise ValueError("%s is an empty batch (N = 0)" % name)
     return array
-
-
-def _finite(result, inputs):
-    """``result``, unless some entry overflowed float64 from finite ``inputs`` (then ValueError, as the
-    kernels of error, gradient, hvp and jacobian do themselves)."""
-    if not load_network().all_finite(result):
-        raise ValueError("the result overflowed float64 although %s are finite: their values are too large"
-                         % inputs)
-    return result
 
 
 def _positive(value, name):

@@ -27,6 +27,8 @@ from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, dsymv, dsyr, dsyrk
 from scipy.linalg.cython_lapack cimport dsyev
 
+cnp.import_array()
+
 cdef extern from "<dlfcn.h>" nogil:
     void* dlopen(const char* filename, int flags)
     void* dlsym(void* handle, const char* symbol)
@@ -331,10 +333,17 @@ cdef extern from *:
     }
     /* 1 when every x[i] is finite: x*0 is 0 for finite x and NaN otherwise (one vectorised pass) */
     static int derive_finite(const double* x, ptrdiff_t n) {
-        double total = 0.0;
-        #pragma omp simd reduction(+:total)
-        for (ptrdiff_t i = 0; i < n; ++i) total += x[i] * 0.0;
-        return total == 0.0;
+        double t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0;   /* four sums: independent additions */
+        ptrdiff_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            #pragma omp simd reduction(+:t0, t1, t2, t3)
+            for (ptrdiff_t j = 0; j < 8; ++j) {
+                t0 += x[i + j] * 0.0; t1 += x[i + 8 + j] * 0.0;
+                t2 += x[i + 16 + j] * 0.0; t3 += x[i + 24 + j] * 0.0;
+            }
+        }
+        for (; i < n; ++i) t0 += x[i] * 0.0;
+        return (t0 + t1) + (t2 + t3) == 0.0;
     }
     /* out[j] (+)= sum_i x[i*d + j]: column sums of a row-major (n x d) block, four rows per pass over out;
        added to out when add is nonzero */
@@ -729,21 +738,26 @@ cdef class Reusable:
         release(self.memory)
 
 
-cdef int require_finite(const double[::1] w, const double[:, ::1] X, const double[:, ::1] T,
-                        const double[::1] v) except -1:
-    """ValueError naming the first argument that holds NaN or infinity (one rule: refused, never propagated)."""
-    if not derive_finite(&w[0], w.shape[0]):
+cdef int require_finite_data(const double* w, Py_ssize_t nw, const double* X, Py_ssize_t nx, const double* T,
+                             Py_ssize_t nt, const double* v, Py_ssize_t nv) except -1:
+    """require_finite on raw data (T, v may be NULL)."""
+    if not derive_finite(w, nw):
         raise ValueError("w contains NaN or infinite values")
-    if not derive_finite(&X[0, 0], X.shape[0] * X.shape[1]):
+    if not derive_finite(X, nx):
         raise ValueError("X contains NaN or infinite values")
-    if T is not None and not derive_finite(&T[0, 0], T.shape[0] * T.shape[1]):
+    if T != NULL and not derive_finite(T, nt):
         raise ValueError("T contains NaN or infinite values")
-    if v is not None and not derive_finite(&v[0], v.shape[0]):
+    if v != NULL and not derive_finite(v, nv):
         raise ValueError("v contains NaN or infinite values")
     return 0
 
 
-cnp.import_array()
+cdef int require_finite(const double[::1] w, const double[:, ::1] X, const double[:, ::1] T,
+                        const double[::1] v) except -1:
+    """ValueError naming the first argument that holds NaN or infinity (one rule: refused, never propagated)."""
+    return require_finite_data(&w[0], w.shape[0], &X[0, 0], X.shape[0] * X.shape[1],
+                               NULL if T is None else &T[0, 0], 0 if T is None else T.shape[0] * T.shape[1],
+                               NULL if v is None else &v[0], 0 if v is None else v.shape[0])
 
 
 cdef inline bint is_doubles(object a, int ndim) noexcept:
@@ -762,20 +776,6 @@ cdef inline const double* doubles(object a) noexcept:
 
 cdef inline Py_ssize_t dim(object a, int i) noexcept:
     return cnp.PyArray_DIM(<cnp.ndarray>a, i)
-
-
-cdef int require_finite_data(const double* w, Py_ssize_t nw, const double* X, Py_ssize_t nx, const double* T,
-                             Py_ssize_t nt, const double* v, Py_ssize_t nv) except -1:
-    """require_finite on raw data (T, v may be NULL)."""
-    if not derive_finite(w, nw):
-        raise ValueError("w contains NaN or infinite values")
-    if not derive_finite(X, nx):
-        raise ValueError("X contains NaN or infinite values")
-    if T != NULL and not derive_finite(T, nt):
-        raise ValueError("T contains NaN or infinite values")
-    if v != NULL and not derive_finite(v, nv):
-        raise ValueError("v contains NaN or infinite values")
-    return 0
 
 
 cdef int require_finite_result(double E, const double* out, Py_ssize_t n, str inputs) except -1:
@@ -1054,8 +1054,6 @@ cdef class Plan:
     def error(self, w, X, T):
         """E = sum over samples of E_n."""
         w, X, T, _ = self._problem(w, X, T, None, 3)
-        require_finite_data(doubles(w), self.n_params, doubles(X), dim(X, 0) * self.d[0], doubles(T),
-                            dim(T, 0) * self.d[self.L], NULL, 0)
         E = self._first_order(ERROR, doubles(w), doubles(X), doubles(T), NULL, dim(X, 0), NULL)
         require_finite_result(E, NULL, 0, "w, X and T")
         return E
@@ -1063,8 +1061,6 @@ cdef class Plan:
     def gradient(self, w, X, T):
         """(E, gradient (W,)) by backpropagation."""
         w, X, T, _ = self._problem(w, X, T, None, 3)
-        require_finite_data(doubles(w), self.n_params, doubles(X), dim(X, 0) * self.d[0], doubles(T),
-                            dim(T, 0) * self.d[self.L], NULL, 0)
         g = np.empty(self.n_params)
         E = self._first_order(GRADIENT, doubles(w), doubles(X), doubles(T), NULL, dim(X, 0), <double*>doubles(g))
         require_finite_result(E, doubles(g), self.n_params, "w, X and T")
@@ -1073,8 +1069,6 @@ cdef class Plan:
     def hvp(self, w, X, T, v):
         """H v (W,) by the R-operator, never forming H."""
         w, X, T, v = self._problem(w, X, T, v, 4)
-        require_finite_data(doubles(w), self.n_params, doubles(X), dim(X, 0) * self.d[0], doubles(T),
-                            dim(T, 0) * self.d[self.L], doubles(v), self.n_params)
         hv = np.empty(self.n_params)
         self._first_order(HVP, doubles(w), doubles(X), doubles(T), doubles(v), dim(X, 0), <double*>doubles(hv))
         require_finite_result(0.0, doubles(hv), self.n_params, "w, X, T and v")
@@ -1084,7 +1078,8 @@ cdef class Plan:
         """(w, X, T, v) as they are where each of the first ``used`` (2: w, X; 3: and T; 4: and v) is a
         C-contiguous float64 array of its shape (w, v: (W,); X: (N, d_0) and T: (N, d_L) with N > 0),
         else as ``self.checks`` makes them from those ``used`` arguments (it converts, or raises the error
-        that says what is wrong). The arguments not used come back as None."""
+        that says what is wrong); then refused with ValueError if any holds NaN or infinity. The arguments
+        not used come back as None."""
         if used < 4:
             v = None
         if used < 3:
@@ -1097,6 +1092,9 @@ cdef class Plan:
             w, X, T, v = checked
             if not self._fits(w, X, T, v, used):
                 raise TypeError("Plan: the argument checks returned arrays of the wrong kind")
+        require_finite_data(doubles(w), self.n_params, doubles(X), dim(X, 0) * self.d[0],
+                            doubles(T) if used >= 3 else NULL, dim(T, 0) * self.d[self.L] if used >= 3 else 0,
+                            doubles(v) if used >= 4 else NULL, self.n_params)
         return w, X, T, v
 
     cdef bint _fits(self, w, X, T, v, int used) noexcept:
@@ -1287,7 +1285,6 @@ cdef class Plan:
         and multiplied into the first layer's weights (5.73)."""
         w, X, _, _ = self._problem(w, X, None, None, 2)
         cdef Py_ssize_t N = dim(X, 0), K = self.d[self.L]
-        require_finite_data(doubles(w), self.n_params, doubles(X), N * self.d[0], NULL, 0, NULL, 0)
         J = np.empty((N, K, self.d[0]))
         self._first_order(JACOBIAN, doubles(w), doubles(X), NULL, NULL, N, <double*>doubles(J))
         require_finite_result(0.0, doubles(J), N * K * self.d[0], "w and X")

@@ -83,7 +83,7 @@ class MLP:
         w, X = self._params(w), self._inputs(X)
         return self._finite(self._plan.forward(w, X), "w and X")
 
-    # error, gradient, hvp and jacobian hand their arguments to the kernels as they are: the kernels
+    # error, gradient, hvp, jacobian and hessian hand their arguments to the kernels as they are: they
     # take C-contiguous float64 arrays of the right shapes directly and call back _checked for anything
     # else (a Python-level check costs as much as a small network's gradient).
 
@@ -103,7 +103,6 @@ class MLP:
     def hessian(self, w, X, T):
         """The exact Hessian ∇∇E, (W, W), by second-order backpropagation (PRML 5.92–5.95 and their
         L-layer forms), assembled from its layer blocks with BLAS. Costs O(N W²) time and W² memory."""
-        w, X, T = self._problem(w, X, T)
         _check_fits(self.n_params)
         return self._finite(self._plan.hessian(w, X, T), "w, X and T")
 

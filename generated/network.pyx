@@ -857,9 +857,9 @@ cdef class Chunk:
 cdef class Plan:
     """The compiled evaluation plan of one network: sizes, parameter offsets, activations and loss.
 
-    Built once per derive.MLP. error, gradient, hvp and jacobian take float64 C-contiguous arrays of the
-    network's shapes as they are, and hand anything else to ``checks`` (derive.MLP's argument rules);
-    the other methods take already-validated arrays.
+    Built once per derive.MLP. error, gradient, hvp, jacobian and hessian take float64 C-contiguous
+    arrays of the network's shapes as they are, and hand anything else to ``checks`` (derive.MLP's
+    argument rules); the other methods take already-validated arrays.
     """
     cdef readonly int L
     cdef readonly Py_ssize_t n_params
@@ -1228,19 +1228,23 @@ cdef class Plan:
                      work + 6 * n, work + 7 * n, work + 8 * n, U, U + N * self.widest, out, add, transposed)
         return E
 
-    def hessian(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T, Py_ssize_t chunk=0):
+    def hessian(self, w, X, T, Py_ssize_t chunk=0):
         """The exact Hessian (W, W) by second-order backpropagation (5.92-5.95, L-layer forms),
         assembled block by block with BLAS, in chunks of ``chunk`` samples (0: automatic). Where W is
         at most HESSIAN_SPLIT_MAX and there is work enough, the samples are split in halves assembled by
         two threads into two matrices (single-threaded BLAS each) that are then added; otherwise, with
         work enough, BLAS stays single-threaded and the large products and scatters are shared among the
         threads (pgemm, _block_same, _scatter_units, mirror_lower)."""
-        cdef Py_ssize_t N = X.shape[0], W = self.n_params, C, p, i, half
-        require_finite(w, X, T, None)
+        w, X, T, _ = self._problem(w, X, T, None, 3)
+        cdef const double* wp = doubles(w)
+        cdef const double* Xp = doubles(X)
+        cdef const double* Tp = doubles(T)
+        cdef Py_ssize_t N = dim(X, 0), W = self.n_params, C, p, i, half
         C = chunk if chunk > 0 else self._chunk_size(N)
         C = min(C, N)
         H = np.zeros((W, W))
-        cdef double[:, ::1] Hv = H, Hv1
+        cdef double* Hp = <double*>doubles(H)
+        cdef double* Hp1
         cdef Chunk ch = self._chunk(N, C), ch1
         cdef bint split = (threads_usable() and N >= 2 and openmp.omp_get_max_threads() >= 2
                            and W <= HESSIAN_SPLIT_MAX and N * W * W >= HESSIAN_SPLIT_WORK)
@@ -1249,27 +1253,28 @@ cdef class Plan:
             with nogil:
                 if own_threads:   # the products are shared among derive's threads (see pgemm)
                     derive_blas_single_begin()
-                self._second_order_state(&w[0], &X[0, 0], &T[0, 0], N, &ch.st)
-                self._hessian_samples(&w[0], &X[0, 0], &ch.st, 0, N, C, ch, &Hv[0, 0])
-                mirror_lower(&Hv[0, 0], W)  # blocks were filled for (row layer m) >= (column layer l)
+                self._second_order_state(wp, Xp, Tp, N, &ch.st)
+                self._hessian_samples(wp, Xp, &ch.st, 0, N, C, ch, Hp)
+                mirror_lower(Hp, W)  # blocks were filled for (row layer m) >= (column layer l)
                 if own_threads:
                     derive_blas_single_end()
             return H
         half = (N + 1) // 2
-        Hv1 = np.zeros((W, W))
+        H1 = np.zeros((W, W))
+        Hp1 = <double*>doubles(H1)
         ch1 = self._chunk(1, min(C, half))     # scratch only: both halves read the state in ch
         with nogil:
-            self._second_order_state(&w[0], &X[0, 0], &T[0, 0], N, &ch.st)
+            self._second_order_state(wp, Xp, Tp, N, &ch.st)
             derive_blas_single_begin()
             for p in prange(2, num_threads=2, schedule="static"):
                 if p == 0:
-                    self._hessian_samples(&w[0], &X[0, 0], &ch.st, 0, half, C, ch, &Hv[0, 0])
+                    self._hessian_samples(wp, Xp, &ch.st, 0, half, C, ch, Hp)
                 else:
-                    self._hessian_samples(&w[0], &X[0, 0], &ch.st, half, N, min(C, half), ch1, &Hv1[0, 0])
+                    self._hessian_samples(wp, Xp, &ch.st, half, N, min(C, half), ch1, Hp1)
             derive_blas_single_end()
             for i in range(W * W):
-                (&Hv[0, 0])[i] += (&Hv1[0, 0])[i]
-            mirror_lower(&Hv[0, 0], W)
+                Hp[i] += Hp1[i]
+            mirror_lower(Hp, W)
         return H
 
     cdef void _hessian_samples(self, const double* w, const double* X, State* st, Py_ssize_t n0, Py_ssize_t n1,

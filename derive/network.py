@@ -8,7 +8,7 @@ Conventions: w is one flat float64 vector holding, for l = 1..L, W⁽ˡ⁾ (d_l 
 b⁽ˡ⁾; X is (N, d_0) and T is (N, d_L); E = Σ_n E_n is a sum over samples, not a mean; the outputs use the
 loss's canonical link (sse: identity, bce: logistic, ce: softmax).
 
-Argument rules, checked before any native code runs: arrays of real numbers (any integer or floating
+Argument rules, checked before anything is computed: arrays of real numbers (any integer or floating
 dtype) are converted to C-contiguous float64; complex, boolean, object and string arrays are refused with
 TypeError; wrong shapes, empty batches and NaN or infinite values are refused with ValueError naming the
 argument.

@@ -186,12 +186,9 @@ class MLP:
         return w, X, T
 
     def _finite(self, result, inputs):
-        """``result``, unless some entry overflowed float64 from finite ``inputs`` (then ValueError, as the
-        kernels of error, gradient, hvp and jacobian do themselves)."""
-        if not self._network.all_finite(result):
-            raise ValueError("the result overflowed float64 although %s are finite: their values are too large"
-                             % inputs)
-        return result
+        """``result``, unless some entry overflowed float64 from finite ``inputs`` (then ValueError, the
+        rule the kernels of error, gradient, hvp and jacobian apply themselves)."""
+        return self._network.require_finite_array(result, inputs)
 
     def _checked(self, w, X, *rest):
         """The kernels' callback for arguments that are not yet float64 arrays of the right shapes:

@@ -788,13 +788,14 @@ cdef int require_finite_result(double E, const double* out, Py_ssize_t n, str in
     return 0
 
 
-def all_finite(a):
-    """Whether every entry of a C-contiguous float64 array is finite: one vectorised pass, no temporary
-    (np.isfinite would allocate a boolean array as large as a Hessian)."""
+def require_finite_array(a, str inputs):
+    """``a`` (a C-contiguous float64 array, a matrix result), or require_finite_result's ValueError: one
+    vectorised pass, no temporary (np.isfinite would allocate a boolean array as large as a Hessian)."""
     if not (cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_DOUBLE
             and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)):
-        return bool(np.isfinite(a).all())
-    return bool(derive_finite(doubles(a), cnp.PyArray_SIZE(<cnp.ndarray>a)))
+        raise TypeError("require_finite_array: a C-contiguous float64 array is needed")
+    require_finite_result(0.0, doubles(a), cnp.PyArray_SIZE(<cnp.ndarray>a), inputs)
+    return a
 
 
 cdef struct State:
@@ -1130,11 +1131,11 @@ cdef class Plan:
                         self._with_transposed(v, E + P + 2 * self.n_params)
                         v = E + P + 2 * self.n_params
                 if P == 1:
-                    E[0] = self._tiles(kind, w, X, T, v, N, work, out)
+                    E[0] = self._tiles(kind, w, X, T, v, N, work, out, transposed)
                 else:
                     derive_blas_single_begin()
                     for p in prange(P, num_threads=P, schedule="static"):
-                        self._threaded_block(kind, w, X, T, v, N, rows, p, work + p * size,
+                        self._threaded_block(kind, w, X, T, v, N, rows, p, transposed, work + p * size,
                                              self._block_output(kind, out, p, rows,
                                                                 work + P * size + (p - 1) * partial), E)
                     derive_blas_single_end()
@@ -1175,12 +1176,12 @@ cdef class Plan:
         return 9 * n + N * K * K + 2 * N * self.widest  # A Z D1 D2 DELTA S RA RZ RDELTA | LAM | U R
 
     cdef void _threaded_block(self, int kind, const double* w, const double* X, const double* T,
-                              const double* v, Py_ssize_t N, Py_ssize_t rows, Py_ssize_t p, double* work,
-                              double* out, double* E) noexcept nogil:
+                              const double* v, Py_ssize_t N, Py_ssize_t rows, Py_ssize_t p, bint transposed,
+                              double* work, double* out, double* E) noexcept nogil:
         """Block p (samples p*rows ...) in an OpenMP thread."""
         cdef Py_ssize_t n0 = p * rows, count = min(rows, N - n0)
         E[p] = self._tiles(kind, w, X + n0 * self.d[0], NULL if T == NULL else T + n0 * self.d[self.L], v,
-                           count, work, out)
+                           count, work, out, transposed)
 
     cdef Py_ssize_t _tile(self, int kind) noexcept nogil:
         """Samples per tile of a block: as many as keep the tile's working memory near TILE_WORK doubles
@@ -1190,24 +1191,24 @@ cdef class Plan:
         return max(TILE_MIN, self.largest_layer // TILE_AMORTIZE, TILE_WORK // self._block_work(kind, 1))
 
     cdef double _tiles(self, int kind, const double* w, const double* X, const double* T, const double* v,
-                       Py_ssize_t N, double* work, double* out) noexcept nogil:
-        """A block of N samples, one tile of samples after the other (see _tile), sums added into out."""
+                       Py_ssize_t N, double* work, double* out, bint transposed) noexcept nogil:
+        """A block of N samples, one tile of samples after the other (see _tile), sums added into out;
+        ``transposed``: w (and v) carry their transposed weights (_first_order decided, see _transposed)."""
         cdef Py_ssize_t tile = self._tile(kind), t0 = 0, K = self.d[self.L]
         cdef double E = 0.0
         while t0 < N:
             E += self._block(kind, w, X + t0 * self.d[0], NULL if T == NULL else T + t0 * K, v, min(tile, N - t0),
-                             work, out + t0 * K * self.d[0] if kind == JACOBIAN else out, t0 > 0)
+                             work, out + t0 * K * self.d[0] if kind == JACOBIAN else out, t0 > 0, transposed)
             t0 += tile
         return E
 
     cdef double _block(self, int kind, const double* w, const double* X, const double* T, const double* v,
-                       Py_ssize_t N, double* work, double* out, bint add) noexcept nogil:
+                       Py_ssize_t N, double* work, double* out, bint add, bint transposed) noexcept nogil:
         """One tile of N samples: forward pass and output layer (5.48-5.49), and for GRADIENT
         backpropagation (5.53-5.56) into out, for HVP the R-operator passes (5.101-5.111) into out, for
         JACOBIAN the input Jacobian (5.73-5.77) into out; sums added to out with ``add``."""
         cdef Py_ssize_t n = N * self.U, K = self.d[self.L]
         cdef double E
-        cdef bint transposed = self._transposed(kind)
         if kind == JACOBIAN:
             self._input_jacobian(w, X, N, work, out)
             return 0.0

@@ -99,7 +99,83 @@ cdef extern from *:
     #else
     #define DERIVE_CLONES
     #endif
-    #define DERIVE_SIMD _Pragma("omp simd")
+    #define DERIVE_SIMD _Pragma("omp simd")    /* Small products without packing. OpenBLAS copies ("packs") both operands of every product into
+       its own layout before it multiplies them; for the products of a tile of samples through a small
+       layer (a few thousand to a few hundred thousand multiply-adds) the copies and the call cost
+       more than the multiplications, except on the cores where OpenBLAS has small-matrix kernels of
+       its own (see gemm in the network module). This product reads its operands in place:
+
+           C (m x n, row-major, ldc) = A' B, or C += A' B with add,
+           A'(i, p) = A[i * ai + p * ak]   (A row-major: ai = lda, ak = 1; A transposed: ai = 1, ak = lda),
+           B (k x n, row-major, ldb).
+
+       Each 4 x 8 tile of C is accumulated in eight 4-wide registers over the whole of k; the last
+       n % 8 columns of B are copied once into a zero-padded k x 8 block so that every tile is full, and
+       the rows past m of the last row tile repeat its first row and are not stored. k <= DERIVE_PRODUCT_MAX_K. */
+    #define DERIVE_PRODUCT_MAX_K 512
+    #if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+    #define DERIVE_PRODUCT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #else
+    #define DERIVE_PRODUCT_CLONES
+    #endif
+    typedef double derive_v4 __attribute__((vector_size(32), aligned(8)));
+
+    static inline __attribute__((always_inline)) void derive_product_tile(
+            ptrdiff_t k, const double* a0, const double* a1, const double* a2, const double* a3, ptrdiff_t ak,
+            const double* b, ptrdiff_t ldb, derive_v4 acc[8]) {
+        derive_v4 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
+        for (ptrdiff_t p = 0; p < k; p++) {
+            const derive_v4 b0 = *(const derive_v4*)(b + p * ldb), b1 = *(const derive_v4*)(b + p * ldb + 4);
+            const double x0 = a0[p * ak], x1 = a1[p * ak], x2 = a2[p * ak], x3 = a3[p * ak];
+            c00 += x0 * b0; c01 += x0 * b1;
+            c10 += x1 * b0; c11 += x1 * b1;
+            c20 += x2 * b0; c21 += x2 * b1;
+            c30 += x3 * b0; c31 += x3 * b1;
+        }
+        acc[0] = c00; acc[1] = c01; acc[2] = c10; acc[3] = c11;
+        acc[4] = c20; acc[5] = c21; acc[6] = c30; acc[7] = c31;
+    }
+
+    DERIVE_PRODUCT_CLONES
+    static void derive_small_product(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double* A, ptrdiff_t ai,
+                                     ptrdiff_t ak, const double* B, ptrdiff_t ldb, int add, double* C,
+                                     ptrdiff_t ldc) {
+        double pad[DERIVE_PRODUCT_MAX_K * 8];
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += 8) {
+            const ptrdiff_t nj = n - j0 < 8 ? n - j0 : 8;
+            const double* b = B + j0;
+            ptrdiff_t lb = ldb;
+            if (nj < 8) {
+                for (ptrdiff_t p = 0; p < k; p++)
+                    for (ptrdiff_t j = 0; j < 8; j++) pad[p * 8 + j] = j < nj ? B[p * ldb + j0 + j] : 0.0;
+                b = pad;
+                lb = 8;
+            }
+            for (ptrdiff_t i0 = 0; i0 < m; i0 += 4) {
+                const ptrdiff_t ni = m - i0 < 4 ? m - i0 : 4;
+                derive_v4 acc[8];
+                derive_product_tile(k, A + i0 * ai, A + (i0 + (ni > 1)) * ai, A + (i0 + 2 * (ni > 2)) * ai,
+                                    A + (i0 + 3 * (ni > 3)) * ai, ak, b, lb, acc);
+                if (ni == 4 && nj == 8) {
+                    for (ptrdiff_t i = 0; i < 4; i++) {
+                        double* c = C + (i0 + i) * ldc + j0;
+                        derive_v4 lo = acc[2 * i], hi = acc[2 * i + 1];
+                        if (add) { lo += *(derive_v4*)c; hi += *(derive_v4*)(c + 4); }
+                        *(derive_v4*)c = lo;
+                        *(derive_v4*)(c + 4) = hi;
+                    }
+                } else {
+                    double out[32];
+                    memcpy(out, acc, sizeof out);
+                    for (ptrdiff_t i = 0; i < ni; i++) {
+                        double* c = C + (i0 + i) * ldc + j0;
+                        for (ptrdiff_t j = 0; j < nj; j++) c[j] = out[i * 8 + j] + (add ? c[j] : 0.0);
+                    }
+                }
+            }
+        }
+    }
+
     #define DERIVE_OUT_BLOCK 64
     /* Output layer of loss 'sse' for N samples (rows of A, T, Y, DELTA): y = f(a), delta (5.54)
        and, when LAM is not NULL, Lambda = M(L) (5.92 at the outputs), all derived in derive.loss; returns
@@ -420,6 +496,10 @@ cdef extern from *:
     void derive_huge_pages(void* p, size_t bytes) noexcept nogil
     void derive_column_sums(const double* x, Py_ssize_t n, Py_ssize_t d, double* out, int add) noexcept nogil
     void derive_fill_rows(const double* b, Py_ssize_t n, Py_ssize_t d, double* out) noexcept nogil
+    enum: DERIVE_PRODUCT_MAX_K
+    void derive_small_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, Py_ssize_t ai,
+                              Py_ssize_t ak, const double* B, Py_ssize_t ldb, int add, double* C,
+                              Py_ssize_t ldc) noexcept nogil
     void derive_delta_hidden(const double* d1, const double* s, double* out, Py_ssize_t n) noexcept nogil
     void derive_r_z(const double* d1, const double* ra, double* out, Py_ssize_t n) noexcept nogil
     void derive_r_delta(const double* d1, const double* d2, const double* ra, const double* s,
@@ -495,6 +575,9 @@ cdef Py_ssize_t TILE_MIN = 64
 cdef Py_ssize_t TILE_AMORTIZE = 512
 cdef Py_ssize_t PRODUCT_WORK = 1 << 20        # multiply-adds above which a product of the Hessian is shared by the threads
 cdef Py_ssize_t SMALL_PRODUCT = 1000000       # multiply-adds up to which OpenBLAS may use its small-matrix kernels (see Plan._transposed)
+cdef Py_ssize_t SMALL_GEMM = 1 << 18          # multiply-adds up to which gemm multiplies without BLAS (see gemm; 0 where OpenBLAS has small-matrix kernels)
+# OpenBLAS cores (openblas_get_corename) with small-matrix kernels of their own, which need no packing either
+cdef tuple BLAS_SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 
 
 def _bind_blas_threads():
@@ -504,14 +587,25 @@ def _bind_blas_threads():
     cdef void* handle = dlopen(os.fsencode(provider.__file__), RTLD_NOW | RTLD_NOLOAD)
     cdef void* set_threads = NULL
     cdef void* get_threads = NULL
+    cdef void* corename = NULL
     if handle != NULL:
         for prefix in (b"scipy_", b""):   # scipy's wheels prefix OpenBLAS's symbols
             set_threads = dlsym(handle, prefix + b"openblas_set_num_threads")
             get_threads = dlsym(handle, prefix + b"openblas_get_num_threads")
+            corename = dlsym(handle, prefix + b"openblas_get_corename")
             if set_threads != NULL and get_threads != NULL:
                 break
     blas_bound = derive_bind_blas(set_threads, get_threads)
+    if corename != NULL:
+        _use_blas_small_kernels((<char* (*)() noexcept nogil>corename)().decode("ascii", "replace"))
     return blas_bound
+
+
+def _use_blas_small_kernels(str core):
+    """Leave every product to BLAS where OpenBLAS's core ``core`` has small-matrix kernels of its own."""
+    global SMALL_GEMM
+    if core.lower() in BLAS_SMALL_KERNEL_CORES:
+        SMALL_GEMM = 0
 
 
 cdef inline bint threads_usable() noexcept nogil:
@@ -527,10 +621,11 @@ def _serial_after_fork():
 def threading_info():
     """How the first-order passes use threads: a dict with ``openblas`` (OpenBLAS's thread count can be
     set), ``blas_threads`` (its thread count now; 0 if unknown), ``threads`` (OpenMP threads the passes
-    use; 1 when threads are off) and ``part_work``."""
+    use; 1 when threads are off), ``part_work`` and ``small_products`` (multiply-adds up to which a product
+    bypasses BLAS; 0: never)."""
     return {"openblas": bool(blas_bound), "blas_threads": derive_blas_threads(),
             "threads": openmp.omp_get_max_threads() if threads_allowed and blas_bound else 1,
-            "part_work": PART_WORK}
+            "part_work": PART_WORK, "small_products": SMALL_GEMM}
 
 
 def _set_part_work(Py_ssize_t work):
@@ -569,6 +664,24 @@ def _set_small_product(Py_ssize_t work):
     return old
 
 
+def _set_small_gemm(Py_ssize_t work):
+    """Set SMALL_GEMM (see gemm); returns the old value. (For tests: 0 sends every product to BLAS.)"""
+    global SMALL_GEMM
+    old, SMALL_GEMM = SMALL_GEMM, max(0, work)
+    return old
+
+
+def _small_product(bint ta, const double[:, ::1] A, const double[:, ::1] B, double[:, ::1] C, bint add):
+    """C = op(A) B, or C += op(A) B with ``add``, by derive_small_product (op(A) = A^T with ``ta``); for tests."""
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1], k = B.shape[0], lda = A.shape[1]
+    op_shape = (A.shape[1], A.shape[0]) if ta else (A.shape[0], A.shape[1])
+    if op_shape != (m, k) or B.shape[1] != n or m == 0 or n == 0:
+        raise ValueError("_small_product: shapes do not agree")
+    if not 0 < k <= DERIVE_PRODUCT_MAX_K:
+        raise ValueError("_small_product: k must be 1 to %d" % DERIVE_PRODUCT_MAX_K)
+    derive_small_product(m, n, k, &A[0, 0], 1 if ta else lda, lda if ta else 1, &B[0, 0], n, add, &C[0, 0], n)
+
+
 def _set_hessian_split(Py_ssize_t max_params):
     """Set the largest W for which the Hessian is assembled by two threads; returns the old value (tests)."""
     global HESSIAN_SPLIT_MAX
@@ -586,7 +699,8 @@ if os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "passive":
 cdef inline void gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
                       const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb, double beta,
                       double* C, Py_ssize_t ldc) noexcept nogil:
-    """Row-major C (m x n) = alpha op(A) op(B) + beta C, through column-major BLAS (C^T = op(B)^T op(A)^T)."""
+    """Row-major C (m x n) = alpha op(A) op(B) + beta C, through column-major BLAS (C^T = op(B)^T op(A)^T);
+    a product C = op(A) B or C += op(A) B of at most SMALL_GEMM multiply-adds through derive_small_product."""
     cdef char ca = b'T' if ta else b'N'
     cdef char cb = b'T' if tb else b'N'
     cdef int im = <int>m, iN = <int>n, ik = <int>k
@@ -598,6 +712,10 @@ cdef inline void gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
         for i in range(m):
             for j in range(n):
                 C[i * ldc + j] = 0.0 if beta == 0.0 else beta * C[i * ldc + j]
+        return
+    if (not tb and alpha == 1.0 and (beta == 0.0 or beta == 1.0) and k <= DERIVE_PRODUCT_MAX_K
+            and m * n * k <= SMALL_GEMM):
+        derive_small_product(m, n, k, A, 1 if ta else lda, lda if ta else 1, B, ldb, beta == 1.0, C, ldc)
         return
     dgemm(&cb, &ca, &iN, &im, &ik, &alpha, <double*>B, &ildb, <double*>A, &ilda, &beta, C, &ildc)
 

@@ -234,6 +234,58 @@ def test_forward_products_on_transposed_weights_agree_with_the_weights_themselve
     assert_first_order_results_agree(transposed, untransposed)
 
 
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("m, n, k", [(1, 1, 1), (4, 8, 3), (5, 9, 7), (37, 3, 13), (3, 17, 64), (128, 32, 10),
+                                     (7, 100, 512)])
+def test_small_product_is_the_matrix_product(m, n, k, ta):
+    """The products that bypass BLAS (see gemm in the network template): C = op(A) B and C += op(A) B
+    against NumPy, for shapes with partial register tiles in both directions."""
+    from derive.kernels import load_network
+    network = load_network()
+    rng = np.random.default_rng(m * n * k)
+    A = rng.normal(size=(k, m) if ta else (m, k))
+    B, C0 = rng.normal(size=(k, n)), rng.normal(size=(m, n))
+    expected = (A.T if ta else A) @ B
+    C = np.full((m, n), np.nan)
+    network._small_product(ta, A, B, C, False)
+    assert rel(C, expected) <= 1e-14
+    C = C0.copy()
+    network._small_product(ta, A, B, C, True)
+    assert rel(C, C0 + expected) <= 1e-14
+
+
+def test_small_product_refuses_shapes_that_do_not_agree():
+    from derive.kernels import load_network
+    network = load_network()
+    with pytest.raises(ValueError, match="shapes"):
+        network._small_product(False, np.ones((3, 4)), np.ones((5, 2)), np.empty((3, 2)), False)
+    with pytest.raises(ValueError, match="k must be"):
+        network._small_product(False, np.ones((3, 600)), np.ones((600, 2)), np.empty((3, 2)), False)
+
+
+@pytest.mark.parametrize("sizes, loss", [([9, 13, 7, 3], "ce"), ([4, 17, 2], "sse"), ([3, 5, 6, 4, 2], "bce")])
+def test_kernels_agree_with_every_product_through_blas(sizes, loss):
+    """Small products bypass BLAS (derive_small_product); with every product sent to BLAS instead,
+    error, gradient, H v, Jacobian, Hessian and its diagonal must be the same, and match finite
+    differences either way."""
+    from derive.kernels import load_network
+    network = load_network()
+    net = derive.MLP(sizes, activation="tanh", loss=loss)
+    w, X, T = random_problem(net, seed=len(sizes), samples=37)
+    v = np.random.default_rng(len(sizes)).normal(size=net.n_params)
+    old = network._set_small_gemm(1 << 62)
+    try:
+        own = first_order_results(net, w, X, T, v) + (net.hessian(w, X, T), net.hessian_diagonal(w, X, T))
+        assert_kernels_match_finite_differences(net)
+        network._set_small_gemm(0)
+        blas = first_order_results(net, w, X, T, v) + (net.hessian(w, X, T), net.hessian_diagonal(w, X, T))
+        assert_kernels_match_finite_differences(net)
+    finally:
+        network._set_small_gemm(old)
+    assert_first_order_results_agree(own[:4], blas[:4])
+    assert rel(own[4], blas[4]) <= 1e-13 and rel(own[5], blas[5]) <= 1e-13
+
+
 @pytest.mark.parametrize("sizes, loss", [([6, 9, 7, 3], "ce"), ([4, 12, 2], "sse"), ([3, 5, 6, 4, 2], "bce")])
 def test_hessian_with_products_and_scatters_shared_among_threads_matches_serial(sizes, loss, threaded_blocks):
     """Every product and scatter of the one-matrix assembly split among the threads (normally only

@@ -109,9 +109,10 @@ cdef extern from *:
            A'(i, p) = A[i * ai + p * ak]   (A row-major: ai = lda, ak = 1; A transposed: ai = 1, ak = lda),
            B (k x n, row-major, ldb).
 
-       Each 4 x 8 tile of C is accumulated in eight 4-wide registers over the whole of k; the last
-       n % 8 columns of B are copied once into a zero-padded k x 8 block so that every tile is full, and
-       the rows past m of the last row tile repeat its first row and are not stored. k <= DERIVE_PRODUCT_MAX_K. */
+       Each 4 x 8 tile of C is accumulated in eight 4-wide registers over the whole of k (8 x 4 tiles
+       for the last columns where n % 8 is 1 to 4: narrow products, such as the output layer's); the last
+       n % 8 columns of B are copied once into a zero-padded k x 8 (or k x 4) block so that every tile is
+       full, and the rows past m of the last row tile repeat its first row and are not stored. k <= DERIVE_PRODUCT_MAX_K. */
     #define DERIVE_PRODUCT_MAX_K 512
     #if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
     #define DERIVE_PRODUCT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -136,20 +137,55 @@ cdef extern from *:
         acc[4] = c20; acc[5] = c21; acc[6] = c30; acc[7] = c31;
     }
 
+    /* The same for a tile of 8 rows x 4 columns (the last columns of a product whose n % 8 is 1 to 4). */
+    static inline __attribute__((always_inline)) void derive_product_tile_narrow(
+            ptrdiff_t k, const double* const a[8], ptrdiff_t ak, const double* b, ptrdiff_t ldb, derive_v4 acc[8]) {
+        derive_v4 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, c4 = {0}, c5 = {0}, c6 = {0}, c7 = {0};
+        for (ptrdiff_t p = 0; p < k; p++) {
+            const derive_v4 b0 = *(const derive_v4*)(b + p * ldb);
+            c0 += a[0][p * ak] * b0; c1 += a[1][p * ak] * b0; c2 += a[2][p * ak] * b0; c3 += a[3][p * ak] * b0;
+            c4 += a[4][p * ak] * b0; c5 += a[5][p * ak] * b0; c6 += a[6][p * ak] * b0; c7 += a[7][p * ak] * b0;
+        }
+        acc[0] = c0; acc[1] = c1; acc[2] = c2; acc[3] = c3; acc[4] = c4; acc[5] = c5; acc[6] = c6; acc[7] = c7;
+    }
+
+    /* The first ni rows and nj columns of a tile's results acc (row r in the per_row registers from
+       acc[r * per_row]) into C (row-major, ldc), or added to C. */
+    static inline __attribute__((always_inline)) void derive_product_store(
+            const derive_v4* acc, ptrdiff_t per_row, ptrdiff_t ni, ptrdiff_t nj, double* C, ptrdiff_t ldc, int add) {
+        double out[32];
+        memcpy(out, acc, sizeof out);
+        for (ptrdiff_t i = 0; i < ni; i++) {
+            double* c = C + i * ldc;
+            for (ptrdiff_t j = 0; j < nj; j++) c[j] = out[i * 4 * per_row + j] + (add ? c[j] : 0.0);
+        }
+    }
+
     DERIVE_PRODUCT_CLONES
     static void derive_small_product(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double* A, ptrdiff_t ai,
                                      ptrdiff_t ak, const double* B, ptrdiff_t ldb, int add, double* C,
                                      ptrdiff_t ldc) {
         double pad[DERIVE_PRODUCT_MAX_K * 8];
         for (ptrdiff_t j0 = 0; j0 < n; j0 += 8) {
-            const ptrdiff_t nj = n - j0 < 8 ? n - j0 : 8;
+            const ptrdiff_t nj = n - j0 < 8 ? n - j0 : 8, width = nj <= 4 ? 4 : 8;
             const double* b = B + j0;
             ptrdiff_t lb = ldb;
-            if (nj < 8) {
+            if (nj < width) {
                 for (ptrdiff_t p = 0; p < k; p++)
-                    for (ptrdiff_t j = 0; j < 8; j++) pad[p * 8 + j] = j < nj ? B[p * ldb + j0 + j] : 0.0;
+                    for (ptrdiff_t j = 0; j < width; j++) pad[p * width + j] = j < nj ? B[p * ldb + j0 + j] : 0.0;
                 b = pad;
-                lb = 8;
+                lb = width;
+            }
+            if (width == 4) {
+                for (ptrdiff_t i0 = 0; i0 < m; i0 += 8) {
+                    const ptrdiff_t ni = m - i0 < 8 ? m - i0 : 8;
+                    const double* a[8];
+                    for (ptrdiff_t i = 0; i < 8; i++) a[i] = A + (i0 + (i < ni ? i : 0)) * ai;
+                    derive_v4 acc[8];
+                    derive_product_tile_narrow(k, a, ak, b, lb, acc);
+                    derive_product_store(acc, 1, ni, nj, C + i0 * ldc + j0, ldc, add);
+                }
+                continue;
             }
             for (ptrdiff_t i0 = 0; i0 < m; i0 += 4) {
                 const ptrdiff_t ni = m - i0 < 4 ? m - i0 : 4;
@@ -165,12 +201,7 @@ cdef extern from *:
                         *(derive_v4*)(c + 4) = hi;
                     }
                 } else {
-                    double out[32];
-                    memcpy(out, acc, sizeof out);
-                    for (ptrdiff_t i = 0; i < ni; i++) {
-                        double* c = C + (i0 + i) * ldc + j0;
-                        for (ptrdiff_t j = 0; j < nj; j++) c[j] = out[i * 8 + j] + (add ? c[j] : 0.0);
-                    }
+                    derive_product_store(acc, 2, ni, nj, C + i0 * ldc + j0, ldc, add);
                 }
             }
         }

@@ -1,4 +1,5 @@
 """Timing, peak memory, the machine's GEMM rate, time estimates and the agreement of results."""
+import math
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -31,10 +32,12 @@ QUICK = Budget(target=0.1, min_reps=3, max_reps=20, single=0.5, peer_limit=20.0,
 
 @dataclass
 class Timing:
-    """The timed calls of one cell; ``result`` is the first call's result."""
+    """The timed calls of one cell: ``times`` holds seconds per call, each the mean of a batch of
+    ``batch`` consecutive calls; ``result`` is the first call's result."""
     times: list
     result: object = field(repr=False)
     peak_mib: float = None
+    batch: int = 1
 
     @property
     def median(self):
@@ -48,19 +51,36 @@ def time_calls(fn, budget, trace_memory=False):
     """Time ``fn()`` by the rules of ``budget``; with ``trace_memory`` the first call also reports
     its peak of traced (Python and NumPy) allocations in MiB. Waits SETTLE_S seconds first: thread pools
     (OpenBLAS, OpenMP, XLA's) spin for a while after their last task and would otherwise slow down
-    whichever implementation is timed next."""
+    whichever implementation is timed next. Calls too fast for ``budget.max_reps`` of them to last
+    ``budget.target`` are timed in batches (see batch_size)."""
     time.sleep(SETTLE_S)
     start = time.perf_counter()
     result, peak = peak_mib(fn) if trace_memory else (fn(), None)
     first = time.perf_counter() - start
     if first >= budget.single:
         return Timing([first], result, peak)
-    times = []
-    while len(times) < budget.min_reps or (sum(times) < budget.target and len(times) < budget.max_reps):
+    batch = 1
+    if first * budget.max_reps < budget.target:   # a second untimed call sizes the batches
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return Timing(times, result, peak)
+        batch = batch_size(min(first, time.perf_counter() - start), budget)
+    times, elapsed = [], 0.0
+    while len(times) < budget.min_reps or (elapsed < budget.target and len(times) < budget.max_reps):
+        start = time.perf_counter()
+        for _ in range(batch):
+            fn()
+        took = time.perf_counter() - start
+        elapsed += took
+        times.append(took / batch)
+    return Timing(times, result, peak, batch)
+
+
+def batch_size(call_s, budget):
+    """Calls per timed sample for calls of ``call_s`` seconds: as many as let ``budget.max_reps`` samples
+    last ``budget.target`` (at least 1). One call per sample would time a call of a few microseconds for
+    a fraction of a millisecond in all, most of it while the core, its caches and the threads are still
+    waking up from the pause before the cell, and penalise the fastest implementation."""
+    return max(1, math.ceil(budget.target / (budget.max_reps * max(call_s, 1e-9))))
 
 
 def peak_mib(fn):

@@ -41,6 +41,7 @@ class Measurement:
     estimate_s: float = None
     skipped: str = None
     from_hessian: bool = False     # a peer's diagonal, taken from its full Hessian
+    batch: int = 1                 # calls per timed sample (see measure.time_calls)
 
     @property
     def median(self):
@@ -48,7 +49,7 @@ class Measurement:
 
     def record(self):
         """The JSON-ready fields."""
-        return {"median_s": self.median, "times_s": self.times, "reps": len(self.times),
+        return {"median_s": self.median, "times_s": self.times, "reps": len(self.times), "batch": self.batch,
                 "compile_s": self.compile_s, "peak_mib": self.peak_mib, "estimate_s": self.estimate_s,
                 "skipped": self.skipped, "from_hessian": self.from_hessian}
 
@@ -132,13 +133,14 @@ class Benchmark:
     def run_derive(self, impl, kernel):
         impl.net.release_memory()   # the first, traced, call then allocates all the memory it uses
         timing = measure.time_calls(impl.function(kernel), self.budget, trace_memory=True)
-        return Measurement(timing.times, timing.result, peak_mib=timing.peak_mib)
+        return Measurement(timing.times, timing.result, peak_mib=timing.peak_mib, batch=timing.batch)
 
     def run_peer(self, peer, case, kernel, peer_hessians):
         """Time one peer kernel, unless its estimate is over budget; a peer's diagonal reuses its Hessian."""
         if kernel == "diagonal" and peer.name in peer_hessians:
             hessian = peer_hessians[peer.name]
-            return Measurement(hessian.times, hessian.result, hessian.compile_s, from_hessian=True)
+            return Measurement(hessian.times, hessian.result, hessian.compile_s, from_hessian=True,
+                               batch=hessian.batch)
         skipped, estimate = self.skip_reason(peer, case, kernel)
         if skipped:
             return Measurement(estimate_s=estimate, skipped=skipped)
@@ -146,9 +148,10 @@ class Benchmark:
         timing = measure.time_calls(peer.function(kernel), self.budget)
         self.estimator.record(peer.name, _estimate_kernel(kernel), case.loss, case.problem, timing.median)
         cell = Measurement(timing.times, timing.result, compile_s, estimate_s=estimate,
-                           from_hessian=kernel == "diagonal")
+                           from_hessian=kernel == "diagonal", batch=timing.batch)
         if kernel == "hessian":
-            peer_hessians[peer.name] = Measurement(timing.times, np.diagonal(timing.result).copy(), compile_s)
+            peer_hessians[peer.name] = Measurement(timing.times, np.diagonal(timing.result).copy(), compile_s,
+                                                   batch=timing.batch)
         return cell
 
     def skip_reason(self, peer, case, kernel):
@@ -427,14 +430,15 @@ def main(argv=None):
     print()
     print(table(bench.rows, peer_names))
     print()
-    print("ms = median of the timed calls after a warm-up call (≥%d calls, ≥%.1f s in all); ^ = one call only"
+    print("ms = median of the timed calls after a warm-up call (≥%d calls, ≥%.1f s in all; calls faster than"
+          " that allows for %d samples are timed in batches, each sample a batch's mean); ^ = one call only"
           " (the first took ≥ %g s); * = the peer's diagonal is the diagonal of its full Hessian (torch.func"
           " and JAX have no cheaper exact diagonal), timed as that Hessian; skip (est. X s) = a peer cell whose"
           " estimate is over %g s%s; ~ = ratio from that estimate. JAX times exclude compilation (its own"
           " column). derive peak MiB = tracemalloc peak of NumPy/Python allocations in one call. agree ="
           " max|derive − peer| / max|peer| against the fastest peer that ran (≤ %g), or, where none formed the"
           " matrix, derive's matrix times v against the peer's matrix-free product (named)."
-          % (budget.min_reps, budget.target, budget.single, budget.peer_limit,
+          % (budget.min_reps, budget.target, budget.max_reps, budget.single, budget.peer_limit,
              "" if budget.peer_max_params == float("inf") else
              "; skip (W > %d) = a peer Hessian skipped in --quick" % budget.peer_max_params, TOLERANCE))
     print()

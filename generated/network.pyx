@@ -112,7 +112,8 @@ cdef extern from *:
        Each 4 x 8 tile of C is accumulated in eight 4-wide registers over the whole of k (8 x 4 tiles
        for the last columns where n % 8 is 1 to 4: narrow products, such as the output layer's); the last
        n % 8 columns of B are copied once into a zero-padded k x 8 (or k x 4) block so that every tile is
-       full, and the rows past m of the last row tile repeat its first row and are not stored. k <= DERIVE_PRODUCT_MAX_K. */
+       full, and the rows past m of the last row tile repeat its first row and are not stored.
+       k <= DERIVE_PRODUCT_MAX_K (the zero-padded block lives on the stack: 32 KiB). */
     #define DERIVE_PRODUCT_MAX_K 512
     #if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
     #define DERIVE_PRODUCT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))

@@ -607,7 +607,7 @@ cdef Py_ssize_t TILE_MIN = 64
 cdef Py_ssize_t TILE_AMORTIZE = 512
 cdef Py_ssize_t PRODUCT_WORK = 1 << 20        # multiply-adds above which a product of the Hessian is shared by the threads
 cdef Py_ssize_t SMALL_PRODUCT = 1000000       # multiply-adds up to which OpenBLAS may use its small-matrix kernels (see Plan._transposed)
-cdef Py_ssize_t SMALL_GEMM = 1 << 18          # multiply-adds up to which gemm multiplies without BLAS (see gemm; 0 where OpenBLAS has small-matrix kernels)
+cdef Py_ssize_t SMALL_GEMM = 1 << 20          # multiply-adds up to which gemm multiplies without BLAS (see gemm; 0 where OpenBLAS has small-matrix kernels)
 # OpenBLAS cores (openblas_get_corename) with small-matrix kernels of their own, which need no packing either
 cdef tuple BLAS_SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 

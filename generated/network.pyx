@@ -109,10 +109,11 @@ cdef extern from *:
            A'(i, p) = A[i * ai + p * ak]   (A row-major: ai = lda, ak = 1; A transposed: ai = 1, ak = lda),
            B (k x n, row-major, ldb).
 
-       Each 4 x 8 tile of C is accumulated in eight 4-wide registers over the whole of k (8 x 4 tiles
-       for the last columns where n % 8 is 1 to 4: narrow products, such as the output layer's); the last
-       n % 8 columns of B are copied once into a zero-padded k x 8 (or k x 4) block so that every tile is
-       full, and the rows past m of the last row tile repeat its first row and are not stored.
+       Each 6 x 8 tile of C is accumulated in twelve 4-wide registers over the whole of k (4 x 8 tiles for
+       the last 1 to 4 rows, 8 x 4 tiles for the last columns where n % 8 is 1 to 4: narrow products, such
+       as the output layer's); the last n % 8 columns of B are copied once into a zero-padded k x 8 (or
+       k x 4) block so that every tile is full, and the rows past m of the last row tile repeat its first
+       row and are not stored.
        k <= DERIVE_PRODUCT_MAX_K (the zero-padded block lives on the stack: 32 KiB). */
     #define DERIVE_PRODUCT_MAX_K 512
     #if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
@@ -138,6 +139,25 @@ cdef extern from *:
         acc[4] = c20; acc[5] = c21; acc[6] = c30; acc[7] = c31;
     }
 
+    /* The same for a tile of 6 rows x 8 columns (twelve registers): fewer loads of B per multiply-add. */
+    static inline __attribute__((always_inline)) void derive_product_tile6(
+            ptrdiff_t k, const double* const a[6], ptrdiff_t ak, const double* b, ptrdiff_t ldb, derive_v4 acc[12]) {
+        derive_v4 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
+        derive_v4 c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
+        for (ptrdiff_t p = 0; p < k; p++) {
+            const derive_v4 b0 = *(const derive_v4*)(b + p * ldb), b1 = *(const derive_v4*)(b + p * ldb + 4);
+            double x;
+            x = a[0][p * ak]; c00 += x * b0; c01 += x * b1;
+            x = a[1][p * ak]; c10 += x * b0; c11 += x * b1;
+            x = a[2][p * ak]; c20 += x * b0; c21 += x * b1;
+            x = a[3][p * ak]; c30 += x * b0; c31 += x * b1;
+            x = a[4][p * ak]; c40 += x * b0; c41 += x * b1;
+            x = a[5][p * ak]; c50 += x * b0; c51 += x * b1;
+        }
+        acc[0] = c00; acc[1] = c01; acc[2] = c10; acc[3] = c11; acc[4] = c20; acc[5] = c21;
+        acc[6] = c30; acc[7] = c31; acc[8] = c40; acc[9] = c41; acc[10] = c50; acc[11] = c51;
+    }
+
     /* The same for a tile of 8 rows x 4 columns (the last columns of a product whose n % 8 is 1 to 4). */
     static inline __attribute__((always_inline)) void derive_product_tile_narrow(
             ptrdiff_t k, const double* const a[8], ptrdiff_t ak, const double* b, ptrdiff_t ldb, derive_v4 acc[8]) {
@@ -151,11 +171,21 @@ cdef extern from *:
     }
 
     /* The first ni rows and nj columns of a tile's results acc (row r in the per_row registers from
-       acc[r * per_row]) into C (row-major, ldc), or added to C. */
+       acc[r * per_row]; at most 6 rows of 8 or 8 of 4) into C (row-major, ldc), or added to C. */
     static inline __attribute__((always_inline)) void derive_product_store(
             const derive_v4* acc, ptrdiff_t per_row, ptrdiff_t ni, ptrdiff_t nj, double* C, ptrdiff_t ldc, int add) {
-        double out[32];
-        memcpy(out, acc, sizeof out);
+        if (nj == 4 * per_row) {   /* whole rows of the tile */
+            for (ptrdiff_t i = 0; i < ni; i++)
+                for (ptrdiff_t r = 0; r < per_row; r++) {
+                    double* c = C + i * ldc + 4 * r;
+                    derive_v4 x = acc[i * per_row + r];
+                    if (add) x += *(derive_v4*)c;
+                    *(derive_v4*)c = x;
+                }
+            return;
+        }
+        double out[48];
+        memcpy(out, acc, (size_t)(ni * per_row) * sizeof(derive_v4));
         for (ptrdiff_t i = 0; i < ni; i++) {
             double* c = C + i * ldc;
             for (ptrdiff_t j = 0; j < nj; j++) c[j] = out[i * 4 * per_row + j] + (add ? c[j] : 0.0);
@@ -188,21 +218,22 @@ cdef extern from *:
                 }
                 continue;
             }
-            for (ptrdiff_t i0 = 0; i0 < m; i0 += 4) {
-                const ptrdiff_t ni = m - i0 < 4 ? m - i0 : 4;
-                derive_v4 acc[8];
-                derive_product_tile(k, A + i0 * ai, A + (i0 + (ni > 1)) * ai, A + (i0 + 2 * (ni > 2)) * ai,
-                                    A + (i0 + 3 * (ni > 3)) * ai, ak, b, lb, acc);
-                if (ni == 4 && nj == 8) {
-                    for (ptrdiff_t i = 0; i < 4; i++) {
-                        double* c = C + (i0 + i) * ldc + j0;
-                        derive_v4 lo = acc[2 * i], hi = acc[2 * i + 1];
-                        if (add) { lo += *(derive_v4*)c; hi += *(derive_v4*)(c + 4); }
-                        *(derive_v4*)c = lo;
-                        *(derive_v4*)(c + 4) = hi;
-                    }
-                } else {
+            for (ptrdiff_t i0 = 0; i0 < m;) {
+                const ptrdiff_t left = m - i0;
+                if (left >= 5) {          /* 6 rows (the last tile of 5 repeats its first row) */
+                    const ptrdiff_t ni = left < 6 ? left : 6;
+                    const double* a[6];
+                    for (ptrdiff_t i = 0; i < 6; i++) a[i] = A + (i0 + (i < ni ? i : 0)) * ai;
+                    derive_v4 acc[12];
+                    derive_product_tile6(k, a, ak, b, lb, acc);
                     derive_product_store(acc, 2, ni, nj, C + i0 * ldc + j0, ldc, add);
+                    i0 += 6;
+                } else {                  /* the last 1 to 4 rows */
+                    derive_v4 acc[8];
+                    derive_product_tile(k, A + i0 * ai, A + (i0 + (left > 1)) * ai, A + (i0 + 2 * (left > 2)) * ai,
+                                        A + (i0 + 3 * (left > 3)) * ai, ak, b, lb, acc);
+                    derive_product_store(acc, 2, left, nj, C + i0 * ldc + j0, ldc, add);
+                    i0 += 4;
                 }
             }
         }

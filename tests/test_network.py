@@ -236,7 +236,7 @@ def test_forward_products_on_transposed_weights_agree_with_the_weights_themselve
 
 @pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("m, n, k", [(1, 1, 1), (4, 8, 3), (5, 9, 7), (37, 3, 13), (3, 17, 64), (9, 12, 5),
-                                     (20, 4, 6), (128, 32, 10), (7, 100, 512)])
+                                     (20, 4, 6), (11, 16, 9), (12, 8, 4), (128, 32, 10), (7, 100, 512)])
 def test_small_product_is_the_matrix_product(m, n, k, ta):
     """The products that bypass BLAS (see gemm in the network template): C = op(A) B and C += op(A) B
     against NumPy, for shapes with partial register tiles in both directions."""

@@ -101,7 +101,7 @@ cdef extern from *:
     #endif
     #define DERIVE_SIMD _Pragma("omp simd")    /* Small products without packing. OpenBLAS copies ("packs") both operands of every product into
        its own layout before it multiplies them; for the products of a tile of samples through a small
-       layer (a few thousand to a few hundred thousand multiply-adds) the copies and the call cost
+       layer (a few thousand to about a million multiply-adds) the copies and the call cost
        more than the multiplications, except on the cores where OpenBLAS has small-matrix kernels of
        its own (see gemm in the network module). This product reads its operands in place:
 

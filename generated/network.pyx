@@ -123,13 +123,20 @@ cdef extern from *:
     #endif
     typedef double derive_v4 __attribute__((vector_size(32), aligned(8)));
 
+    /* a[i] = row i0 + i of A' for i < ni, row i0 for the others (i < rows): the rows of a tile, those past
+       m repeating its first. */
+    static inline __attribute__((always_inline)) void derive_product_rows(
+            const double* A, ptrdiff_t ai, ptrdiff_t i0, ptrdiff_t ni, ptrdiff_t rows, const double** a) {
+        for (ptrdiff_t i = 0; i < rows; i++) a[i] = A + (i0 + (i < ni ? i : 0)) * ai;
+    }
+
+    /* One tile of 4 rows x 8 columns: rows a[0..3] of A' times columns 0..7 of b, in eight registers. */
     static inline __attribute__((always_inline)) void derive_product_tile(
-            ptrdiff_t k, const double* a0, const double* a1, const double* a2, const double* a3, ptrdiff_t ak,
-            const double* b, ptrdiff_t ldb, derive_v4 acc[8]) {
+            ptrdiff_t k, const double* const a[4], ptrdiff_t ak, const double* b, ptrdiff_t ldb, derive_v4 acc[8]) {
         derive_v4 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
         for (ptrdiff_t p = 0; p < k; p++) {
             const derive_v4 b0 = *(const derive_v4*)(b + p * ldb), b1 = *(const derive_v4*)(b + p * ldb + 4);
-            const double x0 = a0[p * ak], x1 = a1[p * ak], x2 = a2[p * ak], x3 = a3[p * ak];
+            const double x0 = a[0][p * ak], x1 = a[1][p * ak], x2 = a[2][p * ak], x3 = a[3][p * ak];
             c00 += x0 * b0; c01 += x0 * b1;
             c10 += x1 * b0; c11 += x1 * b1;
             c20 += x2 * b0; c21 += x2 * b1;
@@ -211,7 +218,7 @@ cdef extern from *:
                 for (ptrdiff_t i0 = 0; i0 < m; i0 += 8) {
                     const ptrdiff_t ni = m - i0 < 8 ? m - i0 : 8;
                     const double* a[8];
-                    for (ptrdiff_t i = 0; i < 8; i++) a[i] = A + (i0 + (i < ni ? i : 0)) * ai;
+                    derive_product_rows(A, ai, i0, ni, 8, a);
                     derive_v4 acc[8];
                     derive_product_tile_narrow(k, a, ak, b, lb, acc);
                     derive_product_store(acc, 1, ni, nj, C + i0 * ldc + j0, ldc, add);
@@ -223,15 +230,16 @@ cdef extern from *:
                 if (left >= 5) {          /* 6 rows (the last tile of 5 repeats its first row) */
                     const ptrdiff_t ni = left < 6 ? left : 6;
                     const double* a[6];
-                    for (ptrdiff_t i = 0; i < 6; i++) a[i] = A + (i0 + (i < ni ? i : 0)) * ai;
+                    derive_product_rows(A, ai, i0, ni, 6, a);
                     derive_v4 acc[12];
                     derive_product_tile6(k, a, ak, b, lb, acc);
                     derive_product_store(acc, 2, ni, nj, C + i0 * ldc + j0, ldc, add);
                     i0 += 6;
                 } else {                  /* the last 1 to 4 rows */
+                    const double* a[4];
+                    derive_product_rows(A, ai, i0, left, 4, a);
                     derive_v4 acc[8];
-                    derive_product_tile(k, A + i0 * ai, A + (i0 + (left > 1)) * ai, A + (i0 + 2 * (left > 2)) * ai,
-                                        A + (i0 + 3 * (left > 3)) * ai, ak, b, lb, acc);
+                    derive_product_tile(k, a, ak, b, lb, acc);
                     derive_product_store(acc, 2, left, nj, C + i0 * ldc + j0, ldc, add);
                     i0 += 4;
                 }

@@ -184,6 +184,20 @@ def assert_first_order_results_agree(results, reference):
         assert rel(value, expected) <= 1e-13
 
 
+def with_each_setting(setter, values, compute):
+    """[compute() with setter(value) in force, for each of ``values``]: ``setter`` is one of the kernel
+    module's _set_* hooks (it returns the value it replaces), restored to its old value afterwards."""
+    old = setter(values[0])
+    try:
+        computed = []
+        for value in values:
+            setter(value)
+            computed.append(compute())
+        return computed
+    finally:
+        setter(old)
+
+
 @pytest.mark.parametrize("N", [2, 3, 7, 64])
 def test_threaded_blocks_agree_with_one_block(N, threaded_blocks):
     net = derive.MLP([5, 6, 4, 3], activation="tanh", loss="ce")
@@ -223,14 +237,13 @@ def test_forward_products_on_transposed_weights_agree_with_the_weights_themselve
     net = derive.MLP(sizes, activation="sin", loss=loss)
     w, X, T = random_problem(net, seed=len(sizes), samples=13)
     v = np.random.default_rng(len(sizes)).normal(size=net.n_params)
-    old = network._set_small_product(1 << 62)
-    try:
-        transposed = first_order_results(net, w, X, T, v)
+
+    def results():
+        computed = first_order_results(net, w, X, T, v)
         assert_kernels_match_finite_differences(net)
-        network._set_small_product(0)
-        untransposed = first_order_results(net, w, X, T, v)
-    finally:
-        network._set_small_product(old)
+        return computed
+
+    transposed, untransposed = with_each_setting(network._set_small_product, (1 << 62, 0), results)
     assert_first_order_results_agree(transposed, untransposed)
 
 
@@ -273,15 +286,13 @@ def test_kernels_agree_with_every_product_through_blas(sizes, loss):
     net = derive.MLP(sizes, activation="tanh", loss=loss)
     w, X, T = random_problem(net, seed=len(sizes), samples=37)
     v = np.random.default_rng(len(sizes)).normal(size=net.n_params)
-    old = network._set_small_gemm(1 << 62)
-    try:
-        own = first_order_results(net, w, X, T, v) + (net.hessian(w, X, T), net.hessian_diagonal(w, X, T))
+
+    def results():
+        computed = first_order_results(net, w, X, T, v) + (net.hessian(w, X, T), net.hessian_diagonal(w, X, T))
         assert_kernels_match_finite_differences(net)
-        network._set_small_gemm(0)
-        blas = first_order_results(net, w, X, T, v) + (net.hessian(w, X, T), net.hessian_diagonal(w, X, T))
-        assert_kernels_match_finite_differences(net)
-    finally:
-        network._set_small_gemm(old)
+        return computed
+
+    own, blas = with_each_setting(network._set_small_gemm, (1 << 62, 0), results)
     assert_first_order_results_agree(own[:4], blas[:4])
     assert rel(own[4], blas[4]) <= 1e-13 and rel(own[5], blas[5]) <= 1e-13
 

@@ -509,6 +509,21 @@ cdef extern from *:
             for (ptrdiff_t j = 0; j < d; ++j) out[j] += x[i * d + j];
         }
     }
+    /* out (c x r, row-major) = the transpose of x (r x c, row-major) */
+    static void derive_transpose(const double* restrict x, ptrdiff_t r, ptrdiff_t c, double* restrict out) {
+        for (ptrdiff_t i = 0; i < c; ++i)
+            for (ptrdiff_t j = 0; j < r; ++j) out[i * r + j] = x[j * c + i];
+    }
+    /* out[n] = LAM[n] r[n] for each of the n samples: a (K x K) matrix, row-major, times a K-vector */
+    static void derive_sample_matvec(const double* restrict LAM, const double* restrict r, ptrdiff_t n,
+                                     ptrdiff_t K, double* restrict out) {
+        for (ptrdiff_t s = 0; s < n; ++s)
+            for (ptrdiff_t k = 0; k < K; ++k) {
+                double acc = 0.0;
+                for (ptrdiff_t kp = 0; kp < K; ++kp) acc += LAM[(s * K + k) * K + kp] * r[s * K + kp];
+                out[s * K + k] = acc;
+            }
+    }
     /* out (n x d, row-major) = b in every row, the bias that a product then adds W z to: the first row,
        then the rows filled so far copied after themselves (log2 n copies instead of one per row) */
     static void derive_fill_rows(const double* restrict b, ptrdiff_t n, ptrdiff_t d, double* restrict out) {
@@ -567,6 +582,8 @@ cdef extern from *:
     void derive_huge_pages(void* p, size_t bytes) noexcept nogil
     void derive_column_sums(const double* x, Py_ssize_t n, Py_ssize_t d, double* out, int add) noexcept nogil
     void derive_fill_rows(const double* b, Py_ssize_t n, Py_ssize_t d, double* out) noexcept nogil
+    void derive_transpose(const double* x, Py_ssize_t r, Py_ssize_t c, double* out) noexcept nogil
+    void derive_sample_matvec(const double* LAM, const double* r, Py_ssize_t n, Py_ssize_t K, double* out) noexcept nogil
     enum: DERIVE_PRODUCT_MAX_K
     void derive_small_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, Py_ssize_t ai,
                               Py_ssize_t ak, const double* B, Py_ssize_t ldb, int add, double* C,
@@ -1124,13 +1141,10 @@ cdef class Plan:
     cdef void _with_transposed(self, const double* w, double* out) noexcept nogil:
         """out = [w | W(1)^T ... W(L)^T]: the parameters, then each weight matrix transposed at its own
         offset (2W doubles)."""
-        cdef Py_ssize_t l, i, j, dl, dp
+        cdef Py_ssize_t l
         memcpy(out, w, self.n_params * sizeof(double))
         for l in range(1, self.L + 1):
-            dl, dp = self.d[l], self.d[l - 1]
-            for i in range(dp):
-                for j in range(dl):
-                    out[self.n_params + self.woff[l] + i * dl + j] = w[self.woff[l] + j * dp + i]
+            derive_transpose(w + self.woff[l], self.d[l], self.d[l - 1], out + self.n_params + self.woff[l])
 
     cdef void _forward(self, const double* w, const double* X, Py_ssize_t N, double* A, double* Z,
                        double* D1, double* D2, bint transposed=False) noexcept nogil:
@@ -1180,9 +1194,8 @@ cdef class Plan:
                       bint add=False, bint transposed=False) noexcept nogil:
         """Pearlmutter's R-operator (5.101-5.111, L-layer forms): hv = H v (hv += H v with ``add``); with
         ``transposed``, w and v are each followed by their transposed weights (see _transposed)."""
-        cdef Py_ssize_t l, n, k, kp, j, K = self.d[self.L]
+        cdef Py_ssize_t l, K = self.d[self.L]
         cdef const double* zin
-        cdef double acc
         for l in range(1, self.L + 1):                                               # 5.101L
             zin = X if l == 1 else Z + N * self.uoff[l - 1]
             derive_fill_rows(v + self.boff[l], N, self.d[l], RA + N * self.uoff[l])
@@ -1192,12 +1205,7 @@ cdef class Plan:
             if l < self.L:
                 derive_r_z(D1 + N * self.uoff[l], RA + N * self.uoff[l], RZ + N * self.uoff[l],
                            N * self.d[l])                                            # 5.102L
-        for n in range(N):                                                           # 5.106L
-            for k in range(K):
-                acc = 0.0
-                for kp in range(K):
-                    acc = acc + LAM[n * K * K + k * K + kp] * RA[N * self.uoff[self.L] + n * K + kp]
-                RDELTA[N * self.uoff[self.L] + n * K + k] = acc
+        derive_sample_matvec(LAM, RA + N * self.uoff[self.L], N, K, RDELTA + N * self.uoff[self.L])  # 5.106L
         for l in range(self.L, 0, -1):                                               # 5.110L
             zin = X if l == 1 else Z + N * self.uoff[l - 1]
             gemm(True, False, self.d[l], self.d[l - 1], N, 1.0, RDELTA + N * self.uoff[l], self.d[l],

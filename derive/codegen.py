@@ -49,7 +49,8 @@ LAYER_ARRAYS = {LL.Ra: sp.IndexedBase("ra")}
 LAYER_INDICES = {j: sp.Symbol("j", integer=True), j2: sp.Symbol("jp", integer=True)}
 
 k_, kp_ = sp.Symbol("k", integer=True), sp.Symbol("k'", integer=True)
-LOSS_ARRAYS = {"a^{(L)}": sp.IndexedBase("a"), "y": sp.IndexedBase("y"), "t": sp.IndexedBase("t")}
+LOSS_ARRAYS = {"a^{(L)}": sp.IndexedBase("a"), "y": sp.IndexedBase("y"), "t": sp.IndexedBase("t"),
+               r"\mathcal{R}\{a^{(L)}\}": sp.IndexedBase("r")}
 LOSS_INDICES = {k_: sp.Symbol("k", integer=True), kp_: sp.Symbol("kp", integer=True)}
 
 #: The layer equations whose pointwise part the network kernels evaluate, by template name.
@@ -100,7 +101,7 @@ def _canonical(expr, depth=0):
 
 
 def lower_loss_expression(expr):
-    """An output-layer expression (derive.loss kernel form) as C over a[k], y[k], y[kp], t[k]."""
+    """An output-layer expression (derive.loss kernel form) as C over a[k], y[k], y[kp], t[k], r[k] (R{a})."""
     def rename(e):
         name = e.base.label.name
         if name not in LOSS_ARRAYS:
@@ -159,7 +160,9 @@ def render_network():
         output = derive_loss(name)
         forms = {key: lower_loss_expression(value) for key, value in output.kernel.items()}
         losses.append({"name": name, "uses": output.uses, "y": forms["y"], "e": forms["e"],
-                       "delta": forms["delta"], "lam": forms["lambda"], "jacobian": forms["jacobian"]})
+                       "delta": forms["delta"], "lam": forms["lambda"], "jacobian": forms["jacobian"],
+                       "r_delta": forms["r_delta"], "r_uses": output.r_uses,
+                       "r_sums": [(str(sym), lower_loss_expression(summand)) for sym, summand in output.r_sums]})
     spec = repr(sorted(pointwise.items())) + repr(losses)
     return _environment().get_template("network.pyx.j2").render(
         provenance=_provenance("network.pyx.j2", spec, "network kernels for the losses " + ", ".join(LOSSES)),

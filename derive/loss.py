@@ -2,9 +2,11 @@
 
 In:  a :class:`~derive.specification.Loss` (its E_n and canonical output function f).
 Out: a :class:`LossDerivation` with labelled equations — y = f(a) (5.75–5.77 give ∂y/∂a), E_n,
-     δ_k = ∂E_n/∂a_k (5.54) and Λ_kk' = ∂²E_n/∂a_k∂a_k' — and the same quantities in the form the
-     kernels evaluate: per output k, in terms of y_k, t_k, the sum of the targets Σ_m t_m and (softmax)
-     the log-sum-exp of a.
+     δ_k = ∂E_n/∂a_k (5.54), Λ_kk' = ∂²E_n/∂a_k∂a_k' and the R-operator's output step
+     R{δ_k} = Σ_k' Λ_kk' R{a_k'} (5.106L with M⁽ᴸ⁾ = Λ) summed in closed form — and the same quantities in
+     the form the kernels evaluate: per output k, in terms of y_k, t_k, the sum of the targets Σ_m t_m,
+     (softmax) the log-sum-exp of a, and the per-sample sums over outputs that the closed form of
+     R{δ_k} needs (Σ_m y_m R{a_m} for softmax), so that an HVP never forms the K × K matrix Λ.
 
 E_n is written with the output function inside (y_k = exp(a_k)/Σ_m exp(a_m) for ``ce``) and
 differentiated in indexed form, so the results hold for any targets (``ce`` rows need not sum to one).
@@ -19,6 +21,7 @@ import sympy as sp
 
 from .calculus import partial, tidy
 from .equation import Equation
+from .errors import DerivationError
 from .functions import sigmoid
 from .scalar import make_safe
 from .specification import resolve_loss
@@ -32,6 +35,8 @@ y = sp.IndexedBase(sp.Symbol("y"))
 t = sp.IndexedBase(sp.Symbol("t"))
 Lam = sp.IndexedBase(sp.Symbol(r"\Lambda"))
 delta = sp.IndexedBase(sp.Symbol(r"\delta^{(L)}"))
+Ra = sp.IndexedBase(sp.Symbol(r"\mathcal{R}\{a^{(L)}\}"))
+Rdelta = sp.IndexedBase(sp.Symbol(r"\mathcal{R}\{\delta^{(L)}\}"))
 dy_da = sp.IndexedBase(sp.Symbol(r"\frac{\partial y}{\partial a^{(L)}}"))
 E_n = sp.Symbol("E_n")
 
@@ -42,18 +47,30 @@ TSUM = sp.Symbol("tsum", real=True)      # Σ_m t_m
 
 @dataclass(frozen=True)
 class LossDerivation:
-    """The output layer of one loss. ``kernel`` maps 'y', 'e', 'delta', 'lambda', 'jacobian' to expressions in the
-    kernel symbols a[k], y[k], y[k'], t[k], ``lse``, ``tsum`` (see :func:`kernel_forms`)."""
+    """The output layer of one loss. ``kernel`` maps 'y', 'e', 'delta', 'lambda', 'jacobian', 'r_delta' to
+    expressions in the kernel symbols a[k], y[k], y[k'], t[k], R{a}[k], ``lse``, ``tsum`` and the names of
+    ``r_sums`` (see :func:`kernel_forms`); ``r_sums`` is a tuple of (name, summand in index k): the
+    per-sample sums Σ_k summand that 'r_delta' uses."""
 
     loss: object
     equations: tuple
     kernel: dict
+    r_sums: tuple = ()
 
     @property
     def uses(self):
-        """The per-sample reductions the kernel expressions need ('lse', 'tsum')."""
-        symbols = set().union(*(e.free_symbols for e in self.kernel.values()))
-        return tuple(name for name, s in (("lse", LSE), ("tsum", TSUM)) if s in symbols)
+        """The per-sample reductions the output layer's kernel expressions need ('lse', 'tsum')."""
+        return _reductions(value for key, value in self.kernel.items() if key != "r_delta")
+
+    @property
+    def r_uses(self):
+        """The per-sample reductions ('lse', 'tsum') that 'r_delta' and the summands of ``r_sums`` need."""
+        return _reductions([self.kernel["r_delta"]] + [summand for _, summand in self.r_sums])
+
+
+def _reductions(exprs):
+    symbols = set().union(*(e.free_symbols for e in exprs))
+    return tuple(name for name, s in (("lse", LSE), ("tsum", TSUM)) if s in symbols)
 
 
 def _softmax_sum():
@@ -112,6 +129,8 @@ def derive_loss(loss):
     delta_y, lam_y = _in_terms_of_y(d, loss), _in_terms_of_y(lam, loss)
     jac_label = {"identity": "5.75", "logistic": "5.76", "softmax": "5.77"}[loss.output]
     jacobian = _output_jacobian(loss)
+    r_delta, r_sums = lambda_times(lam_y)
+    shown = r_delta.xreplace({name: sp.Sum(summand.xreplace({k: p}), (p, 1, K)) for name, summand in r_sums})
     equations = (
         Equation(loss.label, "error", "the error of sample n: " + loss.description, E_n,
                  _in_terms_of_y_display(error, loss), S_LOSS, definition=True),
@@ -119,8 +138,41 @@ def derive_loss(loss):
                  dy_da[k, k2], jacobian, S_LOSS),
         Equation("5.54", "delta_output", "output errors δ_k = ∂E_n/∂a_k", delta[k], delta_y, S_LOSS),
         Equation("5.92L", "Lambda", "Λ = M⁽ᴸ⁾ = ∂²E_n/∂a_k∂a_k'", Lam[k, k2], lam_y, S_LOSS),
+        Equation("5.106L", "R_delta_loss", "R-backward at the outputs: Σ_k' Λ_kk' R{a_k'} summed for this loss",
+                 Rdelta[k], shown, S_LOSS),
     )
-    return LossDerivation(loss=loss, equations=equations, kernel=kernel_forms(loss, error, delta_y, lam_y, jacobian))
+    tsum = _tsum_names()
+    kernel = kernel_forms(loss, error, delta_y, lam_y, jacobian)
+    kernel["r_delta"] = r_delta.xreplace(tsum)
+    return LossDerivation(loss=loss, equations=equations, kernel=kernel,
+                          r_sums=tuple((name, summand.xreplace(tsum)) for name, summand in r_sums))
+
+
+def lambda_times(lam):
+    """Σ_k' Λ_kk' R{a}_k' in closed form, for Λ (in y, t, Σ t and I_kk') of one loss.
+
+    Each term of the expanded Λ either holds I_kk' — it contributes the term at k' = k times R{a}_k — or
+    is a product of factors in k and factors in k' — it contributes the factors in k times the per-sample
+    sum Σ_k' (factors in k') R{a}_k', which gets a name (rsum0, rsum1, ...). Returns (the closed form,
+    ((name, summand written in index k), ...)). A term whose factors mix k and k' is refused."""
+    terms, sums = [], {}
+    for term in sp.Add.make_args(sp.expand(lam)):
+        factors = sp.Mul.make_args(term)
+        deltas = [f for f in factors if isinstance(f, sp.KroneckerDelta) and set(f.args) == {k, k2}]
+        if len(deltas) == 1:
+            rest = sp.Mul(*[f for f in factors if f is not deltas[0]])
+            terms.append(rest.xreplace({k2: k}) * Ra[k])
+            continue
+        if any(f.has(k) and f.has(k2) for f in factors):
+            raise DerivationError("Λ term %s does not separate into factors in k and in k'" % term)
+        summand = (sp.Mul(*[f for f in factors if f.has(k2)]) * Ra[k2]).xreplace({k2: k})
+        name = sums.setdefault(summand, sp.Symbol("rsum%d" % len(sums), real=True))
+        terms.append(sp.Mul(*[f for f in factors if not f.has(k2)]) * name)
+    return sp.factor_terms(sp.Add(*terms)), tuple((name, summand) for summand, name in sums.items())
+
+
+def _tsum_names():
+    return {sp.Sum(t[q], (q, 1, K)): TSUM for q in (k, m, p)}
 
 
 def _in_terms_of_y_display(error, loss):
@@ -135,7 +187,7 @@ def kernel_forms(loss, error, delta_y, lam_y, jacobian):
     'y': y_k from a_k (and lse); 'e': the k-th term of E_n; 'delta': δ_k; 'lambda': Λ_kk';
     'jacobian': ∂y_k/∂a_k' (5.75–5.77). Σ_m t_m is named ``tsum`` and log Σ_m exp(a_m) is named ``lse``.
     """
-    tsum = {sp.Sum(t[q], (q, 1, K)): TSUM for q in (k, m, p)}
+    tsum = _tsum_names()
     if loss.output == "softmax":
         y_k = sp.exp(a[k] - LSE)
         term = sp.expand(sp.expand_log(error.function, force=True)).subs(sp.log(_softmax_sum()), LSE)

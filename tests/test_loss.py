@@ -2,6 +2,8 @@
 reference table (PRML 5.54, 5.75–5.77 and the Λ column), and a numerical check of the kernel forms
 against finite differences of independently written error functions.
 """
+import dataclasses
+
 import mpmath
 import numpy as np
 from conftest import np_sigmoid, np_softplus
@@ -20,22 +22,28 @@ K = sp.Symbol(K_SYMBOLIC, integer=True, positive=True)
 a = sp.IndexedBase(sp.Symbol("a^{(L)}"))
 y = sp.IndexedBase(sp.Symbol("y"))
 t = sp.IndexedBase(sp.Symbol("t"))
+Ra = sp.IndexedBase(sp.Symbol(r"\mathcal{R}\{a^{(L)}\}"))
 I = sp.KroneckerDelta
 tsum = sp.Sum(t[m], (m, 1, K))
+yRa = sp.Sum(y[m] * Ra[m], (m, 1, K))
 FREE = {k: K_SYMBOLIC, k2: K_SYMBOLIC}
 
 # loss → {key: (label, printed rhs)}, typed from the reference sheet
 PRINTED = {
     "sse": {"output_jacobian": ("5.75", I(k, k2)),
             "delta_output": ("5.54", y[k] - t[k]),
-            "Lambda": ("5.92L", I(k, k2))},
+            "Lambda": ("5.92L", I(k, k2)),
+            "R_delta_loss": ("5.106L", Ra[k])},
     # 5.76: ∂y_k/∂a_l = I_kl σ'(a_l), σ' = y(1 − y)
     "bce": {"output_jacobian": ("5.76", I(k, k2) * y[k2] * (1 - y[k2])),
             "delta_output": ("5.54", y[k] - t[k]),
-            "Lambda": ("5.92L", I(k, k2) * y[k] * (1 - y[k]))},
+            "Lambda": ("5.92L", I(k, k2) * y[k] * (1 - y[k])),
+            "R_delta_loss": ("5.106L", y[k] * (1 - y[k]) * Ra[k])},
     "ce": {"output_jacobian": ("5.77", I(k, k2) * y[k] - y[k] * y[k2]),
            "delta_output": ("5.54", y[k] * tsum - t[k]),
-           "Lambda": ("5.92L", tsum * (I(k, k2) * y[k] - y[k] * y[k2]))},
+           "Lambda": ("5.92L", tsum * (I(k, k2) * y[k] - y[k] * y[k2])),
+           # 5.106L with M = Λ: Σ_k' Λ_kk' R{a_k'}
+           "R_delta_loss": ("5.106L", tsum * (y[k] * Ra[k] - y[k] * yRa))},
 }
 
 LOSSES = sorted(PRINTED)
@@ -48,7 +56,7 @@ def equation(loss, key):
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("key", ["output_jacobian", "delta_output", "Lambda"])
+@pytest.mark.parametrize("key", ["output_jacobian", "delta_output", "Lambda", "R_delta_loss"])
 def test_output_layer_equation(loss, key):
     label, printed = PRINTED[loss][key]
     eq = equation(loss, key)
@@ -242,8 +250,55 @@ def test_kernel_finite_for_large_preactivations(loss):
 
 def test_kernel_uses_the_reductions_it_needs():
     assert set(derive_loss("ce").uses) == {"lse", "tsum"}
+    assert derive_loss("ce").r_uses == ("tsum",) and len(derive_loss("ce").r_sums) == 1
+    assert derive_loss("sse").r_uses == () and derive_loss("sse").r_sums == ()
     assert derive_loss("sse").uses == ()
     assert derive_loss("bce").uses == ()
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_r_delta_kernel_is_lambda_times_r(loss):
+    """The closed form of R{δ} = Λ R{a} the HVP evaluates (kernel 'r_delta' with its per-sample sums) equals
+    the reference table's Λ times R{a}, for targets and pre-activations of every kind."""
+    rng = np.random.default_rng(99)
+    for tv in targets(loss, rng):
+        for av in (rng.uniform(-5, 5, size=NK), np.array([1e3, -1e3, 999.0, 0.0])):
+            rv = rng.normal(size=NK)
+            yv, _, lam = closed_forms(loss, av, tv)
+            np.testing.assert_allclose(evaluate_r_delta(derive_loss(loss), av, yv, tv, rv), lam @ rv,
+                                       rtol=1e-12, atol=1e-12)
+
+
+def test_r_delta_check_can_fail():
+    """A closed form with its per-sample sum dropped (ce) is caught by that comparison."""
+    output = derive_loss("ce")
+    (name, _), = output.r_sums
+    wrong = dataclasses.replace(output, kernel={**output.kernel, "r_delta": output.kernel["r_delta"].subs(name, 0)})
+    av, tv, rv = np.array([0.3, -1.2, 2.0, 0.1]), np.array([0.5, 2.0, 0.0, 1.25]), np.array([1.0, -0.5, 0.25, 2.0])
+    yv, _, lam = closed_forms("ce", av, tv)
+    assert not np.allclose(evaluate_r_delta(wrong, av, yv, tv, rv), lam @ rv, rtol=1e-6, atol=1e-9)
+
+
+def test_lambda_times_refuses_inseparable_terms():
+    from derive.errors import DerivationError
+    from derive.loss import lambda_times
+    with pytest.raises(DerivationError, match="does not separate"):
+        lambda_times(sp.exp(y[k] * y[k2]))
+
+
+def evaluate_r_delta(output, av, yv, tv, rv):
+    """R{δ} from the kernel form 'r_delta' and its sums ``r_sums``, in float64, as the kernel computes it."""
+    lse, ts = np_logsumexp(av), float(np.sum(tv))
+    r_syms = [sp.Symbol("r_%d" % n) for n in range(1, NK + 1)]
+    sa, sy, st = _argument_symbols()
+
+    def at(expr, n):
+        expr = expr.subs(k, n).xreplace({Ra[n2]: r_syms[n2 - 1] for n2 in range(1, NK + 1)})
+        f = sp.lambdify([sa, sy, st, r_syms, LSE, TSUM], _flatten(expr), modules=MODULES)
+        return float(f(list(av), list(yv), list(tv), list(rv), lse, ts))
+
+    sums = {name: sum(at(summand, n) for n in range(1, NK + 1)) for name, summand in output.r_sums}
+    return np.array([at(output.kernel["r_delta"].xreplace(sums), n) for n in range(1, NK + 1)])
 
 
 def test_numerical_check_can_fail():

@@ -154,6 +154,21 @@ def test_gradient_hvp_and_diagonal_never_need_anything_of_size_w_squared():
         net.hessian(w, X, T)
 
 
+def test_hvp_memory_grows_linearly_in_the_number_of_outputs():
+    """The R-operator's output step uses Λ's closed form (Σ_k' Λ_kk' R{a_k'}, derived per loss), so an HVP
+    through a 600-way softmax keeps no N × K × K array (64 samples × 600² doubles would be 184 MB)."""
+    sizes, N = [3, 4, 600], 64
+    net = derive.MLP(sizes, activation="tanh", loss="ce")
+    rng = np.random.default_rng(5)
+    w, v = net.init(1), rng.normal(size=net.n_params)
+    X, T = rng.normal(size=(N, 3)), rng.dirichlet(np.ones(600), size=N)
+    hv = net.hvp(w, X, T, v)
+    assert net.kept_memory <= 8 * 12 * N * (sum(sizes[1:]) + max(sizes))
+    eps = 1e-5
+    fd = (net.gradient(w + eps * v, X, T) - net.gradient(w - eps * v, X, T)) / (2 * eps)
+    np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-8 * np.max(np.abs(fd)))
+
+
 def test_a_network_keeps_its_working_memory_between_calls_until_released():
     net, fresh = (derive.MLP([5, 7, 6, 3], activation="tanh", loss="ce") for _ in range(2))
     rng = np.random.default_rng(4)

@@ -1511,7 +1511,7 @@ cdef class Plan:
         """One tile of N samples: forward pass and output layer (5.48-5.49), and for GRADIENT
         backpropagation (5.53-5.56) into out, for HVP the R-operator passes (5.101-5.111) into out, for
         JACOBIAN the input Jacobian (5.73-5.77) into out; sums added to out with ``add``."""
-        cdef Py_ssize_t n = N * self.U, K = self.d[self.L]
+        cdef Py_ssize_t n = N * self.U
         cdef double E
         if kind == JACOBIAN:
             self._input_jacobian(w, X, N, work, out)

@@ -75,6 +75,34 @@ def time_calls(fn, budget, trace_memory=False):
     return Timing(times, result, peak, batch)
 
 
+def paired_ratio(fn_a, fn_b, budget, min_pairs=7):
+    """The cost of ``fn_a`` as a multiple of ``fn_b``'s, measured in alternating pairs: each pair times a
+    batch of ``fn_a`` calls and, right after it, a batch of ``fn_b`` calls (batches sized as in
+    time_calls), until at least ``min_pairs`` pairs were timed and together they took ``budget.target``
+    seconds, or ``budget.max_reps`` pairs were. Returns the ratio of each pair (a/b, per call). The two
+    calls of a pair meet the same state of the machine -- on a VM whose cores slow down by a third for
+    minutes at a time the medians of two cells timed seconds apart do not -- so the median of these
+    ratios is the steadier estimate of a ratio of two kernels of one implementation."""
+    time.sleep(SETTLE_S)
+    fn_a(), fn_b()
+    calls = []
+    for fn in (fn_a, fn_b):
+        start = time.perf_counter()
+        fn()
+        calls.append(batch_size(time.perf_counter() - start, budget))
+    ratios, elapsed = [], 0.0
+    while len(ratios) < min_pairs or (elapsed < budget.target and len(ratios) < budget.max_reps):
+        took = []
+        for fn, batch in zip((fn_a, fn_b), calls):
+            start = time.perf_counter()
+            for _ in range(batch):
+                fn()
+            took.append((time.perf_counter() - start) / batch)
+            elapsed += took[-1] * batch
+        ratios.append(took[0] / took[1])
+    return ratios
+
+
 def batch_size(call_s, budget):
     """Calls per timed sample for calls of ``call_s`` seconds: as many as let ``budget.max_reps`` samples
     last ``budget.target`` (at least 1). One call per sample would time a call of a few microseconds for

@@ -429,7 +429,29 @@ class _Translator:
                                  f"{self._part(argument)}")
             value, condition = argument.elts
             pieces.append((self.expression(value, depth + 2), self.condition(condition, depth + 2)))
-        return self._checked(node, self._construct(node, sympy.Piecewise, *pieces))
+        built = self._construct(node, sympy.Piecewise, *pieces)
+        if isinstance(built, sympy.Piecewise):
+            built = self._exhaustive(node, built)
+        return self._checked(node, built)
+
+    def _exhaustive(self, node, piecewise):
+        """``piecewise`` with a default branch: refused where it leaves the function undefined somewhere
+        on the real line (no branch holds there: an activation needs a value at every a); where its
+        branches cover every a without one, the last condition becomes True (the same function on the
+        reals, and the form the code printer needs)."""
+        conditions = [piece.cond for piece in piecewise.args]
+        if sympy.true in conditions:
+            return piecewise
+        try:
+            uncovered = sympy.S.Reals - sympy.Or(*conditions).as_set()
+        except Exception:   # a condition SymPy cannot turn into a set: ask for the default branch
+            uncovered = None
+        if uncovered is not None and uncovered == sympy.S.EmptySet:
+            *first, (last, _) = piecewise.args
+            return self._construct(node, sympy.Piecewise, *first, (last, True))
+        where = "" if uncovered is None else f" (no branch holds for a in {uncovered})"
+        raise self._fail(f"{self._part(node)} does not define a value for every a{where}; "
+                         "end it with a default branch (expression, True)")
 
     # ----- Piecewise conditions -----
 

@@ -131,7 +131,8 @@ class MLP:
     def outer_product(self, w, X, T):
         """G = Σ_n J_nᵀ Λ_n J_n, (W, W), J_n = ∂a⁽ᴸ⁾/∂w: the outer-product (Levenberg–Marquardt,
         generalised Gauss–Newton) approximation of H (PRML 5.84, 5.85 and their general form).
-        Symmetric positive semi-definite; equals H where the residuals vanish. O(N d_L W²)."""
+        Symmetric; positive semi-definite wherever every Λ_n is (always for sse and bce; for ce where
+        each target row sums to at least 0); equals H where the residuals vanish. O(N d_L W²)."""
         w, X, T = self._problem(w, X, T)
         _check_fits(self.n_params)
         return self._finite(self._plan.outer_product(w, X, T), "w, X and T")
@@ -142,6 +143,8 @@ class MLP:
         C_n with C_n C_nᵀ = J_nᵀ Λ_n J_n), never a dense inversion. O(N d_L W²)."""
         w, X, T = self._problem(w, X, T)
         alpha = _positive(alpha, "alpha")
+        if not np.isfinite(1.0 / alpha):
+            raise ValueError("alpha = %r is too small: H₀⁻¹ = I / alpha overflows float64" % alpha)
         _check_fits(self.n_params)
         return self._finite(self._plan.inverse_outer_product(w, X, T, alpha), "w, X and T")
 
@@ -153,6 +156,10 @@ class MLP:
             raise ValueError("method must be 'gradient' or 'error', got %r" % (method,))
         w, X, T = self._problem(w, X, T)
         eps = _positive(eps, "eps")
+        unchanged = np.flatnonzero((w + eps == w) | (w - eps == w))
+        if unchanged.size:
+            raise ValueError("eps = %r is below the spacing of float64 at w[%d] = %r: w ± eps == w there, and "
+                             "the differences would be 0" % (eps, unchanged[0], float(w[unchanged[0]])))
         _check_fits(self.n_params)
         return self._finite(self._plan.finite_difference_hessian(w, X, T, eps, method == "gradient"), "w, X and T")
 
@@ -249,6 +256,8 @@ def _matrix(x, name, columns):
 
 
 def _positive(value, name):
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError("%s must be a positive number, got %r" % (name, value))
     try:
         value = float(value)
     except (TypeError, ValueError):

@@ -20,7 +20,7 @@ cimport numpy as cnp
 cimport openmp
 from cython.parallel cimport prange
 from cpython.pycapsule cimport PyCapsule_GetPointer
-from libc.math cimport isfinite, sqrt
+from libc.math cimport fabs, isfinite, isnan, sqrt
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
@@ -1071,11 +1071,12 @@ cdef int require_finite(const double[::1] w, const double[:, ::1] X, const doubl
 
 
 cdef inline bint is_doubles(object a, int ndim) noexcept:
-    """Whether ``a`` is an aligned, C-contiguous float64 ndarray of ``ndim`` dimensions (a C-level test:
-    the first-order passes take their arrays' data without building memoryviews, which would cost more
-    than a small network's whole gradient)."""
+    """Whether ``a`` is an aligned, C-contiguous float64 ndarray of ``ndim`` dimensions in the machine's
+    byte order (a C-level test: the first-order passes take their arrays' data without building
+    memoryviews, which would cost more than a small network's whole gradient; NPY_DOUBLE alone also
+    admits byte-swapped float64, '>f8' on a little-endian machine)."""
     return (cnp.PyArray_Check(a) and cnp.PyArray_NDIM(<cnp.ndarray>a) == ndim
-            and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_DOUBLE
+            and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_DOUBLE and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a)
             and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a) and cnp.PyArray_ISALIGNED(<cnp.ndarray>a))
 
 
@@ -1090,12 +1091,24 @@ cdef inline Py_ssize_t dim(object a, int i) noexcept:
 
 cdef int require_finite_result(double E, const double* out, Py_ssize_t n, str inputs) except -1:
     """ValueError unless E and out[0..n) (out may be NULL) are finite: from finite inputs, a result can
-    still overflow float64 (E = sum (y - t)^2 / 2 of targets near 1e308, say), and it is refused rather
-    than returned as infinity."""
-    if not (isfinite(E) and (out == NULL or derive_finite(out, n))):
-        raise ValueError("the result overflowed float64 although %s are finite: their values are too large"
-                         % inputs)
-    return 0
+    still overflow float64 (E = sum (y - t)^2 / 2 of targets near 1e308, say), or be NaN where an
+    activation is undefined (log(a) of a < 0, say); it is refused rather than returned, and the message
+    tells the two apart."""
+    cdef Py_ssize_t i
+    cdef bint nan = isnan(E)
+    if isfinite(E) and (out == NULL or derive_finite(out, n)):
+        return 0
+    if out != NULL:
+        for i in range(n):
+            if isnan(out[i]):
+                nan = True
+                break
+    if nan:
+        raise ValueError("the result is NaN although %s are finite: an activation is undefined at some "
+                         "pre-activation (log(a) or sqrt(a) of a < 0, say), or an intermediate value "
+                         "overflowed float64" % inputs)
+    raise ValueError("the result overflowed float64 although %s are finite: their values are too large"
+                     % inputs)
 
 
 def require_finite_array(a, str inputs):
@@ -1651,7 +1664,7 @@ cdef class Plan:
         Zt = self._augmented(X, Z, N, 0, N)
         zt = Zt[L - 1]
         self._add_diagonal(L, N, &LAM[0], K * K, K + 1, &zt[0, 0], &dv[0])           # 5.79 with M(L) = Lambda
-        mup = np.ascontiguousarray(np.asarray(LAM).reshape(N, K, K).diagonal(axis1=1, axis2=2)).ravel()
+        mup = np.asarray(LAM).reshape(N, K, K).diagonal(axis1=1, axis2=2).copy().ravel()   # a copy: writable
         for l in range(L - 1, 0, -1):
             W2 = np.square(np.asarray(w[self.woff[l + 1]:self.boff[l + 1]]))
             q = np.empty(N * self.d[l])
@@ -1671,21 +1684,30 @@ cdef class Plan:
         Levenberg-Marquardt matrix (5.84, 5.85 and their general form 5.85L), as sum_n F_n^T F_n with
         F_n = R_n J_n, R_n^T R_n = Lambda_n: one symmetric rank-k update (dsyrk) per chunk of samples."""
         cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], W = self.n_params, c0, C
-        cdef int iW = <int>W, rank
+        cdef int iW = <int>W, rank, negative
         cdef char uplo = b'U', notrans = b'N'
-        cdef double one = 1.0
-        Z, B = self._factored_sensitivities(w, X, T)
+        cdef double one = 1.0, minus = -1.0
+        Z, B, signs = self._factored_sensitivities(w, X, T)
         G = np.zeros((W, W))
         cdef double[:, ::1] Gv = G
-        cdef double[::1] F
+        cdef double[::1] F, Fneg
         C = max(1, min(N, (1 << 22) // max(1, K * W)))
         for c0 in range(0, N, C):
             C = min(C, N - c0)
             F = self._parameter_jacobian(B, X, Z, N, c0, C)
             rank = <int>(C * K)
+            # rows of an indefinite Lambda_n's negative eigenvalues are subtracted: G -= Fneg^T Fneg
+            rows = np.flatnonzero(signs[c0 * K:(c0 + C) * K] < 0)
+            negative = <int>rows.shape[0]
+            if negative:
+                F2 = np.asarray(F).reshape(C * K, W)
+                Fneg = np.ascontiguousarray(F2[rows]).ravel()
+                F2[rows] = 0.0
             with nogil:
                 # row-major F (C K x W) is BLAS's column-major F^T: G += F^T F fills BLAS's 'U' = our lower triangle
                 dsyrk(&uplo, &notrans, &iW, &rank, &one, &F[0], &iW, &one, &Gv[0, 0], &iW)
+                if negative:
+                    dsyrk(&uplo, &notrans, &iW, &negative, &minus, &Fneg[0], &iW, &one, &Gv[0, 0], &iW)
         with nogil:
             mirror_lower(&Gv[0, 0], W)
         return G
@@ -1693,14 +1715,18 @@ cdef class Plan:
     def inverse_outer_product(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T,
                               double alpha):
         """(G + alpha I)^-1 (W, W) by the sequential rank-one updates of 5.87-5.89 from H_0 = alpha I: one
-        update per sample and per row c of F_n (F_n^T F_n = J_n^T Lambda_n J_n, see outer_product)."""
+        update per sample and per row c of F_n (F_n^T diag(s_n) F_n = J_n^T Lambda_n J_n, see
+        outer_product; a row of sign s = -1, from an indefinite Lambda_n, is a downdate, after which the
+        partial sums may be indefinite). ValueError where an update meets a partial sum that it makes
+        singular or nearly so (a pivot 1 + s c^T H^-1 c within 1e-10 of 0)."""
         cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], W = self.n_params, n, c0, C, q, k
         cdef int iW = <int>W, one = 1
         cdef char uplo = b'U'
-        cdef double zero = 0.0, scale, denominator, beta = 1.0
+        cdef double zero = 0.0, scale, denominator, beta = 1.0, sign
+        cdef bint singular = False
         cdef double* c
-        Z, B = self._factored_sensitivities(w, X, T)
-        cdef double[::1] F, t = np.empty(W)
+        Z, B, signs_ = self._factored_sensitivities(w, X, T)
+        cdef double[::1] F, t = np.empty(W), signs = signs_
         Hinv = np.eye(W) / alpha
         cdef double[:, ::1] Hv = Hinv
         C = max(1, min(N, (1 << 22) // max(1, K * W)))
@@ -1710,28 +1736,40 @@ cdef class Plan:
             with nogil:
                 for q in range(C * K):
                     c = &F[q * W]
-                    # 5.89: H^-1 <- H^-1 - (H^-1 c)(c^T H^-1) / (1 + c^T H^-1 c)
+                    # 5.89 (for H + s c c^T): H^-1 <- H^-1 - s (H^-1 c)(c^T H^-1) / (1 + s c^T H^-1 c)
+                    sign = signs[c0 * K + q]
                     dsymv(&uplo, &iW, &beta, &Hv[0, 0], &iW, c, &one, &zero, &t[0], &one)
-                    denominator = 1.0
+                    denominator = 0.0
                     for k in range(W):
                         denominator = denominator + c[k] * t[k]
-                    scale = -1.0 / denominator
+                    denominator = 1.0 + sign * denominator
+                    if fabs(denominator) <= 1e-10:     # only after a downdate: (nearly) singular
+                        singular = True
+                        break
+                    scale = -sign / denominator
                     dsyr(&uplo, &iW, &scale, &t[0], &one, &Hv[0, 0], &iW)
+            if singular:
+                raise ValueError("(outer_product(w, X, T) + alpha I)^-1 cannot be computed by the sequential "
+                                 "updates: some sample's Lambda_n is indefinite ('ce' with a target row that sums "
+                                 "to less than 0), and an update leaves a partial sum singular or nearly so "
+                                 "(pivot %.3g); a larger alpha avoids it" % denominator)
         mirror_lower(&Hv[0, 0], W)   # dsyr updated the lower triangle (row-major view of BLAS's 'U')
         return Hinv
 
     cdef tuple _factored_sensitivities(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
-        """(Z, B) for the outer product: the forward pass's unit outputs, and for each layer
+        """(Z, B, signs) for the outer product: the forward pass's unit outputs; for each layer
         B(l)_n = R_n da(L)/da(l) (N*K*d_l), backpropagated (5.74) from B(L)_n = R_n, where
-        R_n = diag(sqrt(lambda)) U^T from the eigendecomposition Lambda_n = U diag(lambda) U^T (dsyev),
-        so that R_n^T R_n = Lambda_n (eigenvalues below 1e-14 of the largest, rounding of a PSD Lambda,
-        count as 0)."""
+        R_n = diag(sqrt|lambda|) U^T from the eigendecomposition Lambda_n = U diag(lambda) U^T (dsyev); and
+        signs (N*K) = sign(lambda), so that R_n^T diag(signs_n) R_n = Lambda_n (eigenvalues within 1e-14
+        of the largest magnitude, rounding, count as 0). A negative sign is an eigenvalue of a Lambda_n
+        that is not positive semi-definite: 'ce' with a target row that sums to less than 0."""
         cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], n, q, k
         cdef int iK = <int>K, info = 0, lwork = <int>(3 * K + 1)
         cdef char jobz = b'V', uplo = b'U'
         cdef double cutoff
         (A, Z, D1, D2, DELTA, S, LAM_), E = self._state(w, X, T, True)
         cdef double[::1] LAM = LAM_, top = np.empty(N * K * K), ev = np.empty(K * K), lam = np.empty(K)
+        cdef double[::1] signs = np.empty(N * K)
         require_finite_result(0.0, &LAM[0], N * K * K, "w, X and T")     # dsyev would make 0 of infinity
         cdef double[::1] work = np.empty(3 * K + 1)
         with nogil:
@@ -1741,13 +1779,14 @@ cdef class Plan:
                 dsyev(&jobz, &uplo, &iK, &ev[0], &iK, &lam[0], &work[0], &lwork, &info)
                 if info != 0:
                     break
-                cutoff = 1e-14 * max(lam[K - 1], 0.0)
+                cutoff = 1e-14 * max(lam[K - 1], -lam[0])
                 for q in range(K):      # eigenvector q is ev[q K : (q+1) K]
+                    signs[n * K + q] = -1.0 if lam[q] < 0.0 else 1.0
                     for k in range(K):
-                        top[(n * K + q) * K + k] = sqrt(lam[q]) * ev[q * K + k] if lam[q] > cutoff else 0.0
+                        top[(n * K + q) * K + k] = sqrt(fabs(lam[q])) * ev[q * K + k] if fabs(lam[q]) > cutoff else 0.0
         if info != 0:
             raise ArithmeticError("the eigendecomposition of Lambda failed (LAPACK dsyev info=%d)" % info)
-        return Z, self._sensitivities(w, D1, N, top)
+        return Z, self._sensitivities(w, D1, N, top), np.asarray(signs)
 
     def finite_difference_hessian(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T,
                                   double eps, bint from_gradient=True):

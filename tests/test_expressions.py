@@ -43,6 +43,8 @@ GOOD = [
         sympy.Piecewise((0, A < -1), (A, (A >= -1) & (A <= 1)), (1, True)),
     ),
     ("Piecewise((a, -1 < a < 1), (0, True))", sympy.Piecewise((A, (-1 < A) & (A < 1)), (0, True))),
+    # branches that cover every a without a default: the last condition becomes the default
+    ("Piecewise((a, a > 0), (2*a, a < 0), (0, a <= 0))", sympy.Piecewise((A, A > 0), (2 * A, A < 0), (0, True))),
     (
         "Piecewise((a, (a < -1) | (a > 1)), (0, True))",
         sympy.Piecewise((A, (A < -1) | (A > 1)), (0, True)),
@@ -166,6 +168,8 @@ HOSTILE = [
     ("(a + 1)(a)", "calling 'a + 1' is not allowed"),
     ("Piecewise(a)", "(expression, condition) pairs, not 'a'"),
     ("Piecewise()", "at least one (expression, condition) pair"),
+    ("Piecewise((a, a > 0))", "no branch holds for a in Interval(-oo, 0)"),
+    ("Piecewise((a, a > 0), (0, a < 0))", "no branch holds for a in {0}"),
     ("Piecewise((a, a))", "'a' is not a condition"),
     ("Piecewise((a, a > 0 and a < 1))", "combine Piecewise conditions with '&' and '|'"),
     ("Piecewise((a, a == 0))", "'=='"),

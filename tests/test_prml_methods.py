@@ -62,6 +62,55 @@ def test_outer_product_is_symmetric_psd_and_the_hessian_without_residuals(activa
     assert rel(net.outer_product(w, X, Y), net.hessian(w, X, Y)) <= 1e-9
 
 
+@pytest.mark.parametrize("sizes", [[3, 1], [3, 4, 1], [2, 3, 4, 1]])
+@pytest.mark.parametrize("loss", sorted(derive.LOSSES))
+def test_diagonals_of_a_network_with_one_output(loss, sizes):
+    net = derive.MLP(sizes, activation="tanh", loss=loss)
+    w, X, T = random_problem(net)
+    exact = net.hessian_diagonal(w, X, T)
+    assert rel(exact, np.diag(net.hessian(w, X, T))) <= 1e-10
+    becker_lecun = net.hessian_diagonal(w, X, T, method="becker_lecun")
+    if len(sizes) <= 3:   # a 1 x 1 Lambda is diagonal: with one hidden layer at most, 5.81 drops nothing
+        assert rel(becker_lecun, exact) <= 1e-10
+
+
+def parameter_jacobian(net, w, X, eps=1e-6):
+    """J[n, k, r] = da(L)_k/dw_r by central differences: the same network with the identity output of
+    sse gives y = a(L)."""
+    linear = derive.MLP(list(net.sizes), activation=[a.name for a in net.activations], loss="sse")
+    J = np.empty((X.shape[0], net.sizes[-1], net.n_params))
+    for r, e in enumerate(np.eye(net.n_params) * eps):
+        J[:, :, r] = (linear.forward(w + e, X) - linear.forward(w - e, X)) / (2 * eps)
+    return J
+
+
+def test_outer_product_with_an_indefinite_lambda_is_still_the_sum_of_jt_lambda_j():
+    # ce targets whose rows sum to less than 0 make Lambda_n = (sum_k t_k)(diag y - y y^T) negative
+    # semi-definite; G = sum_n J_n^T Lambda_n J_n keeps those terms (none is clipped away)
+    net = derive.MLP([3, 4, 3], activation="tanh", loss="ce")
+    w, X, T = random_problem(net, samples=6)
+    T[[1, 4]] *= -0.3
+    y, J = net.forward(w, X), parameter_jacobian(net, w, X)
+    reference = sum(J[n].T @ (T[n].sum() * (np.diag(y[n]) - np.outer(y[n], y[n]))) @ J[n] for n in range(6))
+    G = net.outer_product(w, X, T)
+    lowest = np.linalg.eigvalsh(G).min()
+    assert lowest < -1e-3          # indefinite, as the reference
+    assert rel(G, reference) <= 1e-8
+    for alpha in (1.0 - lowest, 0.5):        # G + alpha I positive definite, and indefinite
+        dense = np.linalg.inv(G + alpha * np.eye(net.n_params))
+        assert rel(net.inverse_outer_product(w, X, T, alpha), dense) <= 1e-8
+
+
+def test_inverse_outer_product_refuses_a_singular_matrix():
+    # one sample, Lambda = -(diag y - y y^T) of rank one: G = -f f^T, and G + |f|^2 I is singular
+    net = derive.MLP([1, 2], activation="tanh", loss="ce")
+    w, X, T = np.array([0.0, 0.0, 1.0, 0.0]), np.array([[0.0]]), np.array([[-1.0, 0.0]])
+    alpha = -np.linalg.eigvalsh(net.outer_product(w, X, T)).min()
+    with pytest.raises(ValueError, match="singular"):
+        net.inverse_outer_product(w, X, T, alpha)
+    assert np.isfinite(net.inverse_outer_product(w, X, T, 2 * alpha)).all()
+
+
 @pytest.mark.parametrize("loss", sorted(derive.LOSSES))
 def test_inverse_outer_product_by_rank_one_updates_matches_a_dense_inverse(loss):
     net = derive.MLP([4, 10, 3], activation="tanh", loss=loss)
@@ -95,5 +144,12 @@ def test_bad_method_and_parameter_values_are_refused():
         net.inverse_outer_product(w, X, T, alpha=0.0)
     with pytest.raises(ValueError, match="eps"):
         net.finite_difference_hessian(w, X, T, eps=-1.0)
+    with pytest.raises(ValueError, match="spacing of float64"):     # w + eps == w: every difference 0
+        net.finite_difference_hessian(w, X, T, eps=1e-300)
+    with pytest.raises(ValueError, match="too small"):               # I / alpha overflows
+        net.inverse_outer_product(w, X, T, alpha=1e-320)
+    for not_a_number in ("1", True):
+        with pytest.raises(TypeError, match="alpha"):
+            net.inverse_outer_product(w, X, T, alpha=not_a_number)
     with pytest.raises(ValueError, match="X"):
         net.jacobian(w, X[:, :2])

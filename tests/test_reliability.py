@@ -90,7 +90,31 @@ def test_the_kernels_called_directly_refuse_arrays_they_cannot_take():
             plan.gradient(w, bad_X, bad_T)
 
 
+@pytest.mark.parametrize("name", ["w", "X", "T", "v"])
+def test_byte_swapped_float64_arrays_are_read_by_value(name):
+    # '>f8' on a little-endian machine (or '<f8' on a big-endian one) is float64 too, but its bytes
+    # must be converted before a kernel reads them
+    net = small_net()
+    arguments = valid_arguments(net)
+    swapped = dict(arguments, **{name: arguments[name].astype(arguments[name].dtype.newbyteorder())})
+    for method in ("error", "gradient", "hvp", "hessian", "jacobian", "hessian_diagonal", "forward"):
+        names = METHODS.get(method, ("w", "X", "T", "v"))
+        if name not in names:
+            continue
+        expected = getattr(net, method)(*[arguments[n] for n in names])
+        assert np.array_equal(getattr(net, method)(*[swapped[n] for n in names]), expected), method
+
+
 # --- numerical extremes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["log(a)", "sqrt(a)"])
+def test_a_nan_where_the_activation_is_undefined_is_refused_as_such(activation):
+    net = derive.MLP([1, 1, 1], activation=activation, loss="sse")
+    w, X, T = np.array([1.0, 0.0, 1.0, 0.0]), np.array([[-1.0]]), np.array([[0.0]])
+    for method in ("error", "gradient", "hessian"):
+        with pytest.raises(ValueError, match="NaN .* undefined"):
+            getattr(net, method)(w, X, T)
 
 
 @pytest.mark.parametrize("method", sorted(set(METHODS) - {"forward", "jacobian"}))

@@ -161,6 +161,7 @@ def render_network():
         forms = {key: lower_loss_expression(value) for key, value in output.kernel.items()}
         losses.append({"name": name, "uses": output.uses, "y": forms["y"], "e": forms["e"],
                        "delta": forms["delta"], "lam": forms["lambda"], "jacobian": forms["jacobian"],
+                       "jacobian_uses": output.jacobian_uses,
                        "r_delta": forms["r_delta"], "r_uses": output.r_uses,
                        "r_sums": [(str(sym), lower_loss_expression(summand)) for sym, summand in output.r_sums]})
     spec = repr(sorted(pointwise.items())) + repr(losses)

@@ -4,6 +4,9 @@
   as functions of their own, with their derivatives (``fdiff``), so that derivatives stay in a form
   that is finite for every x (σ' = σ(1 − σ) never forms e^{1000}/e^{1000}). The code printer emits
   overflow-free implementations of both (see :mod:`derive.printing`).
+* ``softmax_complement``: 1 − exp(d − s) for the output layer's 1 − y_k = 1 − exp(a_k − lse), with
+  d = a_k − max_m a_m and s = log Σ_m exp(a_m − max_m a_m) kept apart, so that the printed code
+  evaluates −expm1(d − s) in that order and keeps every digit where y_k rounds to 1.
 * ``h``, ``h1``, ``h2``, ``h3``: a *generic* activation h and its derivatives h', h'', h''', used while the
   layer equations are derived with the activation left undefined. ``diff(h(x), x)`` is ``h1(x)``, so
   the chain rule produces h'(a_j) rather than SymPy's ``Subs``/``Derivative`` objects.
@@ -76,6 +79,22 @@ class softplus(sp.Function):
         if exp is not None:
             base += "^{%s}" % exp
         return r"%s\left(%s\right)" % (base, printer._print(self.args[0]))
+
+
+class softmax_complement(sp.Function):
+    """1 − exp(d − s) (see the module docstring), evaluated as −expm1(d − s)."""
+
+    nargs = 2
+
+    def _eval_rewrite_as_exp(self, d, s, **kwargs):
+        return 1 - sp.exp(d - s)
+
+    def _eval_is_real(self):
+        return self.args[0].is_real and self.args[1].is_real
+
+    def _latex(self, printer, exp=None):
+        text = r"\left(1 - e^{%s - %s}\right)" % (printer._print(self.args[0]), printer._print(self.args[1]))
+        return text if exp is None else r"%s^{%s}" % (text, exp)
 
 
 def _generic(order):

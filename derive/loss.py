@@ -22,7 +22,7 @@ import sympy as sp
 from .calculus import partial, tidy
 from .equation import Equation
 from .errors import DerivationError
-from .functions import sigmoid
+from .functions import sigmoid, softmax_complement
 from .scalar import make_safe
 from .specification import resolve_loss
 
@@ -41,7 +41,9 @@ dy_da = sp.IndexedBase(sp.Symbol(r"\frac{\partial y}{\partial a^{(L)}}"))
 E_n = sp.Symbol("E_n")
 
 #: Names of the per-sample reductions the kernels compute before the per-output expressions.
-LSE = sp.Symbol("lse", real=True)        # log Σ_m exp(a_m), with the maximum shifted out
+LSE = sp.Symbol("lse", real=True)        # log Σ_m exp(a_m), with the maximum shifted out: amax + lsum
+AMAX = sp.Symbol("amax", real=True)      # max_m a_m
+LSUM = sp.Symbol("lsum", real=True)      # log Σ_m exp(a_m − amax), in [0, log d_L]
 TSUM = sp.Symbol("tsum", real=True)      # Σ_m t_m
 
 
@@ -63,14 +65,20 @@ class LossDerivation:
         return _reductions(value for key, value in self.kernel.items() if key != "r_delta")
 
     @property
+    def jacobian_uses(self):
+        """The per-sample reductions ('lse') that the kernel form of ∂y_k/∂a_k' needs."""
+        return _reductions([self.kernel["jacobian"]])
+
+    @property
     def r_uses(self):
         """The per-sample reductions ('lse', 'tsum') that 'r_delta' and the summands of ``r_sums`` need."""
         return _reductions([self.kernel["r_delta"]] + [summand for _, summand in self.r_sums])
 
 
 def _reductions(exprs):
+    """'lse' (which also provides amax and lsum) and 'tsum', where the expressions use them."""
     symbols = set().union(*(e.free_symbols for e in exprs))
-    return tuple(name for name, s in (("lse", LSE), ("tsum", TSUM)) if s in symbols)
+    return tuple(name for name, names in (("lse", {LSE, AMAX, LSUM}), ("tsum", {TSUM})) if names & symbols)
 
 
 def _softmax_sum():
@@ -184,8 +192,9 @@ def _in_terms_of_y_display(error, loss):
 def kernel_forms(loss, error, delta_y, lam_y, jacobian):
     """The per-output expressions the kernels evaluate, made overflow-free.
 
-    'y': y_k from a_k (and lse); 'e': the k-th term of E_n; 'delta': δ_k; 'lambda': Λ_kk';
-    'jacobian': ∂y_k/∂a_k' (5.75–5.77). Σ_m t_m is named ``tsum`` and log Σ_m exp(a_m) is named ``lse``.
+    'y': y_k from a_k (and lse); 'e': the k-th term of E_n; 'delta': δ_k; 'lambda': Λ_kk' and
+    'jacobian': ∂y_k/∂a_k' (5.75–5.77), both with their diagonals rewritten by _complement_safe. Σ_m t_m is named ``tsum`` and log Σ_m exp(a_m)
+    is named ``lse``.
     """
     tsum = _tsum_names()
     if loss.output == "softmax":
@@ -195,5 +204,38 @@ def kernel_forms(loss, error, delta_y, lam_y, jacobian):
         y_k = make_safe(_output(loss, k))
         term = make_safe(sp.expand_log(error.function, force=True))
     term = term.xreplace({a[m]: a[k], t[m]: t[k]})
-    return {"y": y_k, "e": term, "delta": delta_y.xreplace(tsum), "lambda": lam_y.xreplace(tsum),
-            "jacobian": jacobian}
+    lam = lam_y.xreplace(tsum)
+    if loss.output != "identity":
+        lam = _complement_safe(lam, _complement(loss))
+        jacobian = _complement_safe(jacobian, _complement(loss))
+    return {"y": y_k, "e": term, "delta": delta_y.xreplace(tsum), "lambda": lam, "jacobian": jacobian}
+
+
+def _complement(loss):
+    """1 − y_k from a_k without cancellation: σ(−a_k) (logistic), −expm1((a_k − amax) − lsum) (softmax).
+    Where y_k is within rounding of 1, 1 − y_k computed from y_k is 0 or a few ulps of 1: every digit
+    lost."""
+    if loss.output == "logistic":
+        return make_safe(sigmoid(-a[k]))
+    return softmax_complement(a[k] - AMAX, LSUM)   # not a_k − lse: amax + lsum rounds lsum away at the max
+
+
+def _complement_safe(expr, complement):
+    """A per-(k, k') output-layer expression (Λ_kk', ∂y_k/∂a_k') whose diagonal keeps its digits as y_k → 1.
+
+    The diagonal (k' = k, I_kk' = 1) of Λ (and of ∂y/∂a, the same without Σt) is a polynomial P(y_k) that vanishes at y_k = 1 (softmax:
+    Σt (y_k − y_k²); logistic: y_k − y_k²): evaluated as written it cancels to 0 once y_k rounds to 1,
+    although its value, y_k (1 − y_k) Σt, is positive. It is rewritten as −(1 − y_k) Q(y_k) with
+    Q = P / (y_k − 1) and 1 − y_k = ``complement``; the off-diagonal part (I_kk' = 0) has no such
+    cancellation and is kept. Returns I_kk' · diagonal + (1 − I_kk') · off-diagonal, the same function."""
+    delta_kk = sp.KroneckerDelta(k, k2)
+    u = sp.Symbol("u")
+    diagonal = expr.subs(delta_kk, 1).xreplace({y[k2]: y[k], t[k2]: t[k]})
+    off = expr.subs(delta_kk, 0)
+    P = sp.expand(diagonal.xreplace({y[k]: u}))
+    if P.has(k2) or not P.is_polynomial(u) or sp.simplify(P.subs(u, 1)) != 0:
+        raise DerivationError("the diagonal of %s is not a polynomial in y_k that vanishes at y_k = 1" % expr)
+    Q, remainder = sp.div(P, u - 1, u)
+    assert remainder == 0
+    safe_diagonal = -complement * sp.factor_terms(Q.xreplace({u: y[k]}))
+    return delta_kk * safe_diagonal + (1 - delta_kk) * off

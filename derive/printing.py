@@ -5,7 +5,7 @@ Out: C99 expression text for the verbatim C blocks of the generated Cython modul
 
 The printer refuses what it cannot print faithfully (sums, Dirac deltas, unevaluated derivatives,
 undefined functions) with a :class:`~derive.errors.DerivationError`, instead of emitting wrong code.
-``sigmoid`` and ``softplus`` print as calls to the overflow-free helpers in :data:`C_HELPERS`, and
+``softmax_complement`` prints as −expm1 of its arguments' difference; ``sigmoid`` and ``softplus`` print as calls to the overflow-free helpers in :data:`C_HELPERS`, and
 ``tanh`` as a call to one through ``expm1`` (faster in vector loops, within a few ulp of libm's).
 """
 import sympy as sp
@@ -46,6 +46,10 @@ class KernelPrinter(C99CodePrinter):
 
     def _print_softplus(self, expr):
         return "derive_softplus(%s)" % self._print(expr.args[0])
+
+    def _print_softmax_complement(self, expr):
+        # the parentheses keep d - s from being regrouped with the terms of d
+        return "(-expm1((%s) - (%s)))" % (self._print(expr.args[0]), self._print(expr.args[1]))
 
     def _print_Heaviside(self, expr):
         x = self._print(expr.args[0])

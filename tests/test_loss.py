@@ -81,6 +81,8 @@ def test_every_output_equation_is_tested():
 NK = 4
 LSE = sp.Symbol("lse", real=True)
 TSUM = sp.Symbol("tsum", real=True)
+AMAX = sp.Symbol("amax", real=True)
+LSUM = sp.Symbol("lsum", real=True)
 
 
 def np_logsumexp(v):
@@ -88,7 +90,15 @@ def np_logsumexp(v):
     return mx + np.log(np.sum(np.exp(v - mx)))
 
 
-MODULES = [{"sigmoid": np_sigmoid, "softplus": np_softplus}, "numpy"]
+def np_shifted(v):
+    """(max_m a_m, log Σ_m exp(a_m − max)) with the sum's one term of 1 kept out of the log1p."""
+    v = np.asarray(v, float)
+    first = int(np.argmax(v))
+    return float(v[first]), float(np.log1p(np.sum(np.exp(np.delete(v, first) - v[first]))))
+
+
+MODULES = [{"sigmoid": np_sigmoid, "softplus": np_softplus,
+            "softmax_complement": lambda d, s: -np.expm1(d - s)}, "numpy"]
 
 
 def _flatten(expr):
@@ -104,11 +114,12 @@ def _argument_symbols():
 
 
 def _compile(expr, indices):
-    """A float64 function f(a, y, t, lse, tsum) of the kernel expression at concrete k (and k')."""
+    """A float64 function f(a, y, t, lse, tsum) of the kernel expression at concrete k (and k'); amax and
+    lsum, which the kernels compute with lse, are computed here from a."""
     expr = _flatten(expr.subs(indices, simultaneous=True))
     sa, sy, st = _argument_symbols()
-    f = sp.lambdify([sa, sy, st, LSE, TSUM], expr, modules=MODULES)
-    return lambda av, yv, tv, lse, ts: float(f(list(av), list(yv), list(tv), lse, ts))
+    f = sp.lambdify([sa, sy, st, LSE, TSUM, AMAX, LSUM], expr, modules=MODULES)
+    return lambda av, yv, tv, lse, ts: float(f(list(av), list(yv), list(tv), lse, ts, *np_shifted(av)))
 
 
 _COMPILED = {}
@@ -246,6 +257,44 @@ def test_kernel_finite_for_large_preactivations(loss):
             with mpmath.workdps(50):
                 e_ref = float(reference_error(loss, av, tv))
             np.testing.assert_allclose(e, e_ref, rtol=1e-12, atol=1e-12)
+
+
+def mp_lambda_and_jacobian(loss, av, tv):
+    """Λ and ∂y/∂a of the reference table (PRML 5.75-5.77, Λ = Σt (diag y − y yᵀ) for softmax, y(1 − y)
+    for the logistic outputs) in 60-digit mpmath, rounded to float64."""
+    with mpmath.workdps(60):
+        a_mp = [mpmath.mpf(float(x)) for x in av]
+        if loss == "bce":
+            yv = [1 / (1 + mpmath.exp(-x)) for x in a_mp]
+            jac = [[yv[i] * (1 - yv[i]) if i == j else 0 for j in range(NK)] for i in range(NK)]
+            lam = jac
+        else:
+            norm = sum(mpmath.exp(x) for x in a_mp)
+            yv = [mpmath.exp(x) / norm for x in a_mp]
+            jac = [[yv[i] * ((1 if i == j else 0) - yv[j]) for j in range(NK)] for i in range(NK)]
+            ts = sum(mpmath.mpf(float(x)) for x in tv)
+            lam = [[ts * entry for entry in row] for row in jac]
+        return (np.array([[float(x) for x in row] for row in lam]),
+                np.array([[float(x) for x in row] for row in jac]))
+
+
+@pytest.mark.parametrize("loss", ["bce", "ce"])
+def test_lambda_and_output_jacobian_keep_their_digits_where_an_output_saturates(loss):
+    # y_k within 1e-16 of 1: y_k (1 − y_k) computed from y_k would cancel to 0 (or a few ulps);
+    # the kernel forms take 1 − y_k from a_k instead, and must match every entry to 1e-12 relative
+    kernel = derive_loss(loss).kernel
+    jacobian = [[_compile(kernel["jacobian"], {k: n, k2: n2}) for n2 in range(1, NK + 1)] for n in range(1, NK + 1)]
+    tv = np.array([1.0, 0.0, 0.0, 0.0]) if loss == "ce" else np.array([1.0, 0.0, 1.0, 0.5])
+    for av in (np.array([36.0, 0.0, -3.0, 1.5]), np.array([20.0, -40.0, 38.0, 0.1]), np.array([30.0, 30.0, -5.0, 2.0])):
+        yv, _, _, lam = evaluate_kernel(loss, av, tv)
+        jac = np.array([[f(av, yv, tv, np_logsumexp(av), float(np.sum(tv))) for f in row] for row in jacobian])
+        lam_ref, jac_ref = mp_lambda_and_jacobian(loss, av, tv)
+        np.testing.assert_allclose(lam, lam_ref, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(jac, jac_ref, rtol=1e-12, atol=0)
+    # the same entries from 1 − y_k as written lose them (the check can fail)
+    lam_naive = closed_forms(loss, np.array([36.0, 0.0, -3.0, 1.5]), tv)[2]
+    lam_ref = mp_lambda_and_jacobian(loss, np.array([36.0, 0.0, -3.0, 1.5]), tv)[0]
+    assert abs(lam_naive[0, 0] - lam_ref[0, 0]) > 0.01 * abs(lam_ref[0, 0])
 
 
 def test_kernel_uses_the_reductions_it_needs():

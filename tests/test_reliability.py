@@ -9,6 +9,7 @@ import textwrap
 import threading
 import time
 
+import mpmath
 import numpy as np
 import pytest
 import sympy
@@ -106,6 +107,52 @@ def test_byte_swapped_float64_arrays_are_read_by_value(name):
 
 
 # --- numerical extremes -----------------------------------------------------------------------------
+
+
+def mp_output_derivatives(loss, a_row, t_row):
+    """(Λ, ∂y/∂a) of one sample in 60-digit mpmath from PRML's forms (softmax: Σt (diag y − y yᵀ) and
+    diag y − y yᵀ; logistic: diag y(1 − y) for both)."""
+    with mpmath.workdps(60):
+        a_mp = [mpmath.mpf(float(x)) for x in a_row]
+        K = len(a_mp)
+        if loss == "bce":
+            y = [1 / (1 + mpmath.exp(-x)) for x in a_mp]
+            jac = mpmath.diag([v * (1 - v) for v in y])
+            return jac, jac
+        norm = sum(mpmath.exp(x) for x in a_mp)
+        y = [mpmath.exp(x) / norm for x in a_mp]
+        jac = mpmath.matrix([[y[i] * ((1 if i == j else 0) - y[j]) for j in range(K)] for i in range(K)])
+        return jac * sum(mpmath.mpf(float(x)) for x in t_row), jac
+
+
+@pytest.mark.parametrize("loss", ["bce", "ce"])
+def test_saturated_outputs_keep_the_digits_of_the_hessian_and_the_jacobian(loss):
+    # one layer, outputs within 1e-14 of 0 or 1: every entry of H, G = H here, diag H and dy/dx is tiny, and
+    # computing 1 - y from y would leave none of its digits (H then even has a negative eigenvalue)
+    net = derive.MLP([2, 3], activation="tanh", loss=loss)
+    W = np.array([[12.0, 3.0], [-1.0, 2.0], [0.5, -14.0]])
+    b = np.array([3.0, 0.0, -9.0])
+    if loss == "bce":   # every output saturated on the side where 1 - y cancels
+        W, b = W / 10, np.array([30.0, 25.0, 35.0])
+    w = np.concatenate([W.ravel(), b])
+    X = np.array([[2.0, 0.5], [1.5, -1.0], [2.5, 1.0]])
+    T = np.eye(3)[[0, 0, 2]] if loss == "ce" else (X @ W.T + b > 0).astype(float)
+    A = X @ W.T + b
+    H_ref = np.zeros((net.n_params, net.n_params))
+    J_ref = np.empty((3, 3, 2))
+    for n in range(3):
+        lam, jac = (np.array(m.tolist(), dtype=float) for m in mp_output_derivatives(loss, A[n], T[n]))
+        xt = np.append(X[n], 1.0)
+        # parameters: W row-major (k, j), then b (k): a bias is a weight from a unit fixed at 1
+        index = np.array([[k * 2 + j if j < 2 else 6 + k for j in range(3)] for k in range(3)])
+        H_ref[np.ix_(index.ravel(), index.ravel())] += np.kron(lam, np.outer(xt, xt))
+        J_ref[n] = jac @ W
+    for name, value, reference in (("hessian", net.hessian(w, X, T), H_ref),
+                                   ("outer_product", net.outer_product(w, X, T), H_ref),
+                                   ("hessian_diagonal", net.hessian_diagonal(w, X, T), np.diag(H_ref)),
+                                   ("jacobian", net.jacobian(w, X), J_ref)):
+        assert np.max(np.abs(value - reference)) <= 1e-10 * np.max(np.abs(reference)), name
+    assert np.linalg.eigvalsh(net.hessian(w, X, T)).min() >= -1e-12 * np.abs(H_ref).max()
 
 
 @pytest.mark.parametrize("activation", ["log(a)", "sqrt(a)"])

@@ -193,8 +193,8 @@ def kernel_forms(loss, error, delta_y, lam_y, jacobian):
     """The per-output expressions the kernels evaluate, made overflow-free.
 
     'y': y_k from a_k (and lse); 'e': the k-th term of E_n; 'delta': δ_k; 'lambda': Λ_kk' and
-    'jacobian': ∂y_k/∂a_k' (5.75–5.77), both with their diagonals rewritten by _complement_safe. Σ_m t_m is named ``tsum`` and log Σ_m exp(a_m)
-    is named ``lse``.
+    'jacobian': ∂y_k/∂a_k' (5.75–5.77), both with their diagonals rewritten by _complement_safe.
+    Σ_m t_m is named ``tsum`` and log Σ_m exp(a_m) is named ``lse`` (= amax + lsum).
     """
     tsum = _tsum_names()
     if loss.output == "softmax":
@@ -221,10 +221,12 @@ def _complement(loss):
 
 
 def _complement_safe(expr, complement):
-    """A per-(k, k') output-layer expression (Λ_kk', ∂y_k/∂a_k') whose diagonal keeps its digits as y_k → 1.
+    """A per-(k, k') output-layer expression (Λ_kk', ∂y_k/∂a_k') whose diagonal keeps its digits as
+    y_k → 1.
 
-    The diagonal (k' = k, I_kk' = 1) of Λ (and of ∂y/∂a, the same without Σt) is a polynomial P(y_k) that vanishes at y_k = 1 (softmax:
-    Σt (y_k − y_k²); logistic: y_k − y_k²): evaluated as written it cancels to 0 once y_k rounds to 1,
+    The diagonal (k' = k, I_kk' = 1) of Λ (and of ∂y/∂a, the same without Σt) is a polynomial P(y_k)
+    that vanishes at y_k = 1 (softmax: Σt (y_k − y_k²); logistic: y_k − y_k²): evaluated as written it
+    cancels to 0 once y_k rounds to 1,
     although its value, y_k (1 − y_k) Σt, is positive. It is rewritten as −(1 − y_k) Q(y_k) with
     Q = P / (y_k − 1) and 1 − y_k = ``complement``; the off-diagonal part (I_kk' = 0) has no such
     cancellation and is kept. Returns I_kk' · diagonal + (1 − I_kk') · off-diagonal, the same function."""

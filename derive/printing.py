@@ -5,7 +5,8 @@ Out: C99 expression text for the verbatim C blocks of the generated Cython modul
 
 The printer refuses what it cannot print faithfully (sums, Dirac deltas, unevaluated derivatives,
 undefined functions) with a :class:`~derive.errors.DerivationError`, instead of emitting wrong code.
-``softmax_complement`` prints as −expm1 of its arguments' difference; ``sigmoid`` and ``softplus`` print as calls to the overflow-free helpers in :data:`C_HELPERS`, and
+``sigmoid`` and ``softplus`` print as calls to the overflow-free helpers in :data:`C_HELPERS`,
+``softmax_complement`` as −expm1 of its arguments' difference, and
 ``tanh`` as a call to one through ``expm1`` (faster in vector loops, within a few ulp of libm's).
 """
 import sympy as sp

@@ -1728,8 +1728,10 @@ cdef class Plan:
 
     def outer_product(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
         """G = sum_n J_n^T Lambda_n J_n (W, W) with J_n = da(L)/dw: the generalised Gauss-Newton /
-        Levenberg-Marquardt matrix (5.84, 5.85 and their general form 5.85L), as sum_n F_n^T F_n with
-        F_n = R_n J_n, R_n^T R_n = Lambda_n: one symmetric rank-k update (dsyrk) per chunk of samples."""
+        Levenberg-Marquardt matrix (5.84, 5.85 and their general form 5.85L), as sum_n F_n^T diag(s_n) F_n
+        with F_n = R_n J_n, R_n^T diag(s_n) R_n = Lambda_n (see _factored_sensitivities): one symmetric
+        rank-k update (dsyrk) per chunk of samples, and a second one that subtracts the rows of sign -1
+        where some Lambda_n is indefinite."""
         cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], W = self.n_params, c0, C
         cdef int iW = <int>W, rank, negative
         cdef char uplo = b'U', notrans = b'N'
@@ -1828,7 +1830,7 @@ cdef class Plan:
                     break
                 cutoff = 1e-14 * max(lam[K - 1], -lam[0])
                 for q in range(K):      # eigenvector q is ev[q K : (q+1) K]
-                    signs[n * K + q] = -1.0 if lam[q] < 0.0 else 1.0
+                    signs[n * K + q] = -1.0 if lam[q] < -cutoff else 1.0   # a rounding-level row is 0 either way
                     for k in range(K):
                         top[(n * K + q) * K + k] = sqrt(fabs(lam[q])) * ev[q * K + k] if fabs(lam[q]) > cutoff else 0.0
         if info != 0:

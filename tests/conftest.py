@@ -11,6 +11,7 @@ Until ``derive/expressions.py`` exists, the tests can run with ``PYTHONPATH=/tmp
 import itertools
 import os
 
+import mpmath
 import numpy as np
 import pytest
 import sympy as sp
@@ -108,6 +109,26 @@ def np_softplus(x):
     """log(1 + e^x) in float64 without overflow."""
     x = np.asarray(x, dtype=float)
     return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def mp_output_derivatives(loss, a_row, t_row):
+    """(Λ, ∂y/∂a) of one sample from PRML's forms (5.75–5.77; softmax: Σt (diag y − y yᵀ) and
+    diag y − y yᵀ; logistic: diag y(1 − y) for both) in 60-digit mpmath, rounded to float64 arrays."""
+    with mpmath.workdps(60):
+        a_mp = [mpmath.mpf(float(x)) for x in a_row]
+        K = len(a_mp)
+        if loss == "bce":
+            y = [1 / (1 + mpmath.exp(-x)) for x in a_mp]
+            jac = [[y[i] * (1 - y[i]) if i == j else 0 for j in range(K)] for i in range(K)]
+            lam = jac
+        else:
+            norm = sum(mpmath.exp(x) for x in a_mp)
+            y = [mpmath.exp(x) / norm for x in a_mp]
+            jac = [[y[i] * ((1 if i == j else 0) - y[j]) for j in range(K)] for i in range(K)]
+            total = sum(mpmath.mpf(float(x)) for x in t_row)
+            lam = [[total * entry for entry in row] for row in jac]
+        return (np.array([[float(x) for x in row] for row in lam]),
+                np.array([[float(x) for x in row] for row in jac]))
 
 
 def random_problem(net, samples=5, seed=0):

@@ -6,7 +6,7 @@ import dataclasses
 
 import mpmath
 import numpy as np
-from conftest import np_sigmoid, np_softplus
+from conftest import mp_output_derivatives, np_sigmoid, np_softplus
 import pytest
 import sympy as sp
 
@@ -259,25 +259,6 @@ def test_kernel_finite_for_large_preactivations(loss):
             np.testing.assert_allclose(e, e_ref, rtol=1e-12, atol=1e-12)
 
 
-def mp_lambda_and_jacobian(loss, av, tv):
-    """Λ and ∂y/∂a of the reference table (PRML 5.75-5.77, Λ = Σt (diag y − y yᵀ) for softmax, y(1 − y)
-    for the logistic outputs) in 60-digit mpmath, rounded to float64."""
-    with mpmath.workdps(60):
-        a_mp = [mpmath.mpf(float(x)) for x in av]
-        if loss == "bce":
-            yv = [1 / (1 + mpmath.exp(-x)) for x in a_mp]
-            jac = [[yv[i] * (1 - yv[i]) if i == j else 0 for j in range(NK)] for i in range(NK)]
-            lam = jac
-        else:
-            norm = sum(mpmath.exp(x) for x in a_mp)
-            yv = [mpmath.exp(x) / norm for x in a_mp]
-            jac = [[yv[i] * ((1 if i == j else 0) - yv[j]) for j in range(NK)] for i in range(NK)]
-            ts = sum(mpmath.mpf(float(x)) for x in tv)
-            lam = [[ts * entry for entry in row] for row in jac]
-        return (np.array([[float(x) for x in row] for row in lam]),
-                np.array([[float(x) for x in row] for row in jac]))
-
-
 @pytest.mark.parametrize("loss", ["bce", "ce"])
 def test_lambda_and_output_jacobian_keep_their_digits_where_an_output_saturates(loss):
     # y_k within 1e-16 of 1: y_k (1 − y_k) computed from y_k would cancel to 0 (or a few ulps);
@@ -288,12 +269,12 @@ def test_lambda_and_output_jacobian_keep_their_digits_where_an_output_saturates(
     for av in (np.array([36.0, 0.0, -3.0, 1.5]), np.array([20.0, -40.0, 38.0, 0.1]), np.array([30.0, 30.0, -5.0, 2.0])):
         yv, _, _, lam = evaluate_kernel(loss, av, tv)
         jac = np.array([[f(av, yv, tv, np_logsumexp(av), float(np.sum(tv))) for f in row] for row in jacobian])
-        lam_ref, jac_ref = mp_lambda_and_jacobian(loss, av, tv)
+        lam_ref, jac_ref = mp_output_derivatives(loss, av, tv)
         np.testing.assert_allclose(lam, lam_ref, rtol=1e-12, atol=0)
         np.testing.assert_allclose(jac, jac_ref, rtol=1e-12, atol=0)
     # the same entries from 1 − y_k as written lose them (the check can fail)
     lam_naive = closed_forms(loss, np.array([36.0, 0.0, -3.0, 1.5]), tv)[2]
-    lam_ref = mp_lambda_and_jacobian(loss, np.array([36.0, 0.0, -3.0, 1.5]), tv)[0]
+    lam_ref = mp_output_derivatives(loss, np.array([36.0, 0.0, -3.0, 1.5]), tv)[0]
     assert abs(lam_naive[0, 0] - lam_ref[0, 0]) > 0.01 * abs(lam_ref[0, 0])
 
 

@@ -9,7 +9,6 @@ import textwrap
 import threading
 import time
 
-import mpmath
 import numpy as np
 import pytest
 import sympy
@@ -19,6 +18,8 @@ from hypothesis import strategies as st
 import derive
 import derive.scalar
 from derive import build, network
+
+from conftest import mp_output_derivatives
 
 # --- arrays ----------------------------------------------------------------------------------------
 
@@ -109,22 +110,6 @@ def test_byte_swapped_float64_arrays_are_read_by_value(name):
 # --- numerical extremes -----------------------------------------------------------------------------
 
 
-def mp_output_derivatives(loss, a_row, t_row):
-    """(Λ, ∂y/∂a) of one sample in 60-digit mpmath from PRML's forms (softmax: Σt (diag y − y yᵀ) and
-    diag y − y yᵀ; logistic: diag y(1 − y) for both)."""
-    with mpmath.workdps(60):
-        a_mp = [mpmath.mpf(float(x)) for x in a_row]
-        K = len(a_mp)
-        if loss == "bce":
-            y = [1 / (1 + mpmath.exp(-x)) for x in a_mp]
-            jac = mpmath.diag([v * (1 - v) for v in y])
-            return jac, jac
-        norm = sum(mpmath.exp(x) for x in a_mp)
-        y = [mpmath.exp(x) / norm for x in a_mp]
-        jac = mpmath.matrix([[y[i] * ((1 if i == j else 0) - y[j]) for j in range(K)] for i in range(K)])
-        return jac * sum(mpmath.mpf(float(x)) for x in t_row), jac
-
-
 @pytest.mark.parametrize("loss", ["bce", "ce"])
 def test_saturated_outputs_keep_the_digits_of_the_hessian_and_the_jacobian(loss):
     # one layer, outputs within 1e-14 of 0 or 1: every entry of H, G = H here, diag H and dy/dx is tiny, and
@@ -141,7 +126,7 @@ def test_saturated_outputs_keep_the_digits_of_the_hessian_and_the_jacobian(loss)
     H_ref = np.zeros((net.n_params, net.n_params))
     J_ref = np.empty((3, 3, 2))
     for n in range(3):
-        lam, jac = (np.array(m.tolist(), dtype=float) for m in mp_output_derivatives(loss, A[n], T[n]))
+        lam, jac = mp_output_derivatives(loss, A[n], T[n])
         xt = np.append(X[n], 1.0)
         # parameters: W row-major (k, j), then b (k): a bias is a weight from a unit fixed at 1
         index = np.array([[k * 2 + j if j < 2 else 6 + k for j in range(3)] for k in range(3)])

@@ -12,6 +12,7 @@ The pipeline, one module per stage:
     → build         (compile and cache; the built-in kernels are compiled at install)
     → kernels       (load a compiled kernel module)
     → network       (the public API: MLP)
+    → applications  (what PRML uses the second derivatives for: Newton steps, pruning, Laplace)
 """
 __version__ = "0.1.0"
 

@@ -256,15 +256,26 @@ def _matrix(x, name, columns):
 
 
 def _positive(value, name):
-    if isinstance(value, (bool, np.bool_, str, bytes)):
-        raise TypeError("%s must be a positive number, got %r" % (name, value))
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError("%s must be a positive number, got %r" % (name, value)) from None
+    value = _real_number(value, name, "a positive number")
     if not (np.isfinite(value) and value > 0):
         raise ValueError("%s must be a positive finite number, got %r" % (name, value))
     return value
+
+
+def _nonnegative(value, name):
+    value = _real_number(value, name, "a number >= 0")
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError("%s must be a finite number >= 0, got %r" % (name, value))
+    return value
+
+
+def _real_number(value, name, wanted):
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError("%s must be %s, got %r" % (name, wanted, value))
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError("%s must be %s, got %r" % (name, wanted, value)) from None
 
 
 ALWAYS_FITS = 64 * 2**20   # bytes; a smaller matrix is not checked (reading /proc/meminfo costs ~15 µs)

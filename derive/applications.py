@@ -80,15 +80,18 @@ def _smallest_eigenvalue(A):
 
 # --- second-order training ---------------------------------------------------------------------
 
-def newton_step(net, w, X, T, curvature="hessian", damping=0.0):
-    """Δw = −(C + damping·I)⁻¹ ∇E, (W,): the step to the minimum of E's quadratic model at w.
+def newton_step(net, w, X, T, curvature="hessian", damping=0.0, weight_decay=0.0):
+    """Δw = −(C + (weight_decay + damping)·I)⁻¹ (∇E + weight_decay·w), (W,): the step to the minimum of
+    the quadratic model at w of E, or with ``weight_decay`` = α of the regularised E + (α/2) wᵀw (PRML
+    5.112), whose minimum is w_MAP of :class:`Laplace` (for sse with β = 1).
 
     ``curvature="hessian"``: Newton's method with the exact Hessian; ``"outer_product"``: Gauss–Newton
-    (PRML 5.84–5.85), Levenberg–Marquardt with ``damping`` > 0. Raises DeriveError where C + damping·I is
-    not positive definite (the model has no minimum: w is not in a minimum's basin)."""
-    C = curvature_matrix(net, w, X, T, curvature, damping)
-    g = net.gradient(w, X, T)
-    return -Cholesky(C, "the curvature matrix (%s + damping·I)" % curvature).solve(g)
+    (PRML 5.84–5.85), Levenberg–Marquardt with ``damping`` > 0. Raises DeriveError where the matrix is not
+    positive definite (the model has no minimum: w is not in a minimum's basin)."""
+    weight_decay = _nonnegative(weight_decay, "weight_decay")
+    C = curvature_matrix(net, w, X, T, curvature, _nonnegative(damping, "damping") + weight_decay)
+    g = net.gradient(w, X, T) + weight_decay * net._params(w)
+    return -Cholesky(C, "the curvature matrix (%s + (weight_decay + damping)·I)" % curvature).solve(g)
 
 
 # --- pruning -----------------------------------------------------------------------------------

@@ -178,6 +178,17 @@ def test_newton_steps_converge_quadratically_near_a_minimum():
     assert np.linalg.norm(net.gradient(w, X, T)) < 1e-11
 
 
+def test_newton_steps_with_weight_decay_converge_to_the_map_parameters():
+    net = derive.MLP([2, 3, 2], activation="tanh", loss="sse")
+    X, T = data(net)
+    alpha = 0.05
+    w = trained(net, X, T, alpha=alpha)          # L-BFGS to |∇| < 1e-5
+    for _ in range(2):
+        w = w + ap.newton_step(net, w, X, T, weight_decay=alpha)
+    assert np.linalg.norm(net.gradient(w, X, T) + alpha * w) < 1e-12
+    assert np.linalg.norm(ap.laplace(net, w, X, T, alpha=alpha).gradient) < 1e-12
+
+
 def linear_twin_fd_gradients(net, w, X, eps=1e-6):
     """∂a_k/∂w by central differences of the output activations (the forward pass of the same layers
     with linear outputs), (M, K, W)."""

@@ -41,20 +41,21 @@ def curvature_matrix(net, w, X, T, curvature="hessian", damping=0.0):
 class Cholesky:
     """The Cholesky factor of a symmetric positive definite matrix A (W, W), refused with DeriveError
     where A is not positive definite or so ill-conditioned (reciprocal condition number below W·ε)
-    that solves with it would keep no correct digit. ``what`` names A in the error."""
+    that solves with it would keep no correct digit. ``what`` names A in the error, ``advice`` says
+    what to do instead."""
 
-    def __init__(self, A, what):
+    def __init__(self, A, what, advice=""):
         self.size = A.shape[0]
         try:
             self._factor = linalg.cho_factor(A, lower=True, check_finite=False)
         except linalg.LinAlgError:
-            raise DeriveError("%s is not positive definite (smallest eigenvalue %.6g): %s"
-                              % (what, _smallest_eigenvalue(A), _NOT_A_MINIMUM)) from None
+            raise DeriveError("%s is not positive definite (smallest eigenvalue %.6g)%s"
+                              % (what, _smallest_eigenvalue(A), advice and ": " + advice)) from None
         factor = self._factor[0]
         rcond, info = lapack.dpocon(factor, np.linalg.norm(A, 1), uplo="L")
         if info != 0 or not rcond > self.size * np.finfo(float).eps:
             raise DeriveError("%s is numerically singular (reciprocal condition number %.3g, smallest "
-                              "eigenvalue %.6g): %s" % (what, rcond, _smallest_eigenvalue(A), _NOT_A_MINIMUM))
+                              "eigenvalue %.6g)%s" % (what, rcond, _smallest_eigenvalue(A), advice and ": " + advice))
 
     def solve(self, b):
         """A⁻¹ b for b of shape (W,) or (W, m)."""
@@ -70,8 +71,16 @@ class Cholesky:
         return 2.0 * float(np.sum(np.log(np.diag(self._factor[0]))))
 
 
-_NOT_A_MINIMUM = ("w is not at (or near) a minimum of the error, where this method applies; add damping, "
+def _curvature_cholesky(net, C, curvature, shift, shift_name):
+    """The Cholesky factor of C = (curvature) + shift·I, with the advice that fits where it fails."""
+    if net.loss.name == "ce" and shift == 0.0:
+        advice = ("E of a softmax does not change when every output unit's bias (or incoming weight row) "
+                  "shifts by the same amount, so its Hessian and outer product are always singular; use "
+                  "%s > 0" % shift_name)
+    else:
+        advice = ("w is not at (or near) a minimum of the error, where this method applies; add damping, "
                   "use curvature='outer_product', or train further")
+    return Cholesky(C, "the curvature matrix (%s + %s·I)" % (curvature, shift_name), advice)
 
 
 def _smallest_eigenvalue(A):
@@ -89,9 +98,10 @@ def newton_step(net, w, X, T, curvature="hessian", damping=0.0, weight_decay=0.0
     (PRML 5.84–5.85), Levenberg–Marquardt with ``damping`` > 0. Raises DeriveError where the matrix is not
     positive definite (the model has no minimum: w is not in a minimum's basin)."""
     weight_decay = _nonnegative(weight_decay, "weight_decay")
-    C = curvature_matrix(net, w, X, T, curvature, _nonnegative(damping, "damping") + weight_decay)
+    shift = _nonnegative(damping, "damping") + weight_decay
+    C = curvature_matrix(net, w, X, T, curvature, shift)
     g = net.gradient(w, X, T) + weight_decay * net._params(w)
-    return -Cholesky(C, "the curvature matrix (%s + (weight_decay + damping)·I)" % curvature).solve(g)
+    return -_curvature_cholesky(net, C, curvature, shift, "(weight_decay + damping)").solve(g)
 
 
 # --- pruning -----------------------------------------------------------------------------------
@@ -129,8 +139,9 @@ def obs_prune(net, w, X, T, q, curvature="hessian", damping=0.0):
 
 
 def _inverse_curvature(net, w, X, T, curvature, damping):
+    damping = _nonnegative(damping, "damping")
     C = curvature_matrix(net, w, X, T, curvature, damping)
-    return Cholesky(C, "the curvature matrix (%s + damping·I)" % curvature).inverse()
+    return _curvature_cholesky(net, C, curvature, damping, "damping").inverse()
 
 
 def _index(q, n):
@@ -147,11 +158,16 @@ def output_gradients(net, w, X, twin=None):
     """∂a_k/∂w, (M, d_L, W): the gradient of each output unit's activation a_k⁽ᴸ⁾ (for sse the output
     y_k itself) at every row of X, by backpropagation through the network's linear twin
     (:func:`linear_twin`, or ``twin`` if given): there y = a and δ⁽ᴸ⁾ = a − t, so the gradient of E_n
-    at the target t = a(x) − s e_k is s ∂a_k/∂w (s = max(1, |a_k|) keeps a_k − t_k exact however large
-    a_k is). One gradient evaluation per row and output: O(M d_L W)."""
+    at the target t = a(x) − s e_k is s ∂a_k/∂w (s = max(1, |a_k|) keeps the digits of a_k − t_k at large
+    a_k; |a| ≥ 1e150, where ½(a − t)² would overflow, is refused). One gradient evaluation per row and
+    output: O(M d_L W)."""
     twin = linear_twin(net) if twin is None else twin
     w, X = net._params(w), net._inputs(X)
     a = twin.forward(w, X)
+    largest = float(np.max(np.abs(a)))
+    if not largest < OUTPUT_LIMIT:
+        raise ValueError("an output activation of magnitude %.3g: output_gradients backpropagates ½(a − t)² "
+                         "with a − t of that size, which needs |a| < %.0e" % (largest, OUTPUT_LIMIT))
     M, K = a.shape
     out = np.empty((M, K, net.n_params))
     for m in range(M):
@@ -161,6 +177,9 @@ def output_gradients(net, w, X, twin=None):
             t[k] -= s
             out[m, k] = twin.gradient(w, X[m:m + 1], t[None, :]) / s
     return out
+
+
+OUTPUT_LIMIT = 1e150
 
 
 def linear_twin(net):
@@ -195,14 +214,17 @@ class Laplace:
             raise ValueError("beta (the precision of Gaussian targets) applies to the 'sse' loss only; "
                              "this network's loss is %r" % net.loss.name)
         self.net = net
-        self.w, X, T = net._problem(w, X, T)
+        w, X, T = net._problem(w, X, T)
+        self.w = w.copy()      # the caller's array may change later; every result here is of this w
         self.alpha = _positive(alpha, "alpha")
         self.beta = _positive(1.0 if beta is None else beta, "beta") if regression else None
         scale = self.beta if regression else 1.0
         self.precision = net.hessian(self.w, X, T)
         self.precision *= scale
         self.precision[np.diag_indices_from(self.precision)] += self.alpha
-        self._cholesky = Cholesky(self.precision, "the posterior precision A = αI + %sH" % ("β" if regression else ""))
+        self._cholesky = Cholesky(self.precision, "the posterior precision A = αI + %sH" % ("β" if regression else ""),
+                                  "w is not at (or near) a minimum of the regularised error E(w), where the "
+                                  "Laplace approximation applies; train w to w_MAP first")
         data_error, data_gradient = net.error_and_gradient(self.w, X, T)
         self.regularised_error = scale * data_error + 0.5 * self.alpha * float(self.w @ self.w)
         self.gradient = scale * data_gradient + self.alpha * self.w
@@ -226,7 +248,7 @@ class Laplace:
     def output_variance(self, X):
         """σ_k²(x) = g_kᵀ A⁻¹ g_k, (M, d_L), with g_k = ∇_w a_k(x) the gradient of output unit k's
         activation at w: the variance of a_k under q(w|D) with the network linearised in w (5.173 without
-        the noise term; 5.187's σ_a² for bce). One gradient evaluation per input row and output, then
+        the noise term; 5.188's σ_a² for bce). One gradient evaluation per input row and output, then
         O(M d_L W²) for the solves with A."""
         G = output_gradients(self.net, self.w, X, self._linear_twin())    # (M, K, W)
         M, K, W = G.shape
@@ -238,12 +260,13 @@ class Laplace:
         σ²(x) = β⁻¹ + g_kᵀ A⁻¹ g_k, (M, d_L), about the mean y(x, w_MAP) (:meth:`MLP.forward`)."""
         if self.beta is None:
             raise ValueError("predictive_variance is the regression (sse) form; for 'bce' use "
-                             "predictive_probability")
+                             "predictive_probability, for the variance of the output activations "
+                             "output_variance")
         return 1.0 / self.beta + self.output_variance(X)
 
     def predictive_probability(self, X):
         """Binary classification (bce): p(t_k = 1 | x, D) ≈ σ(κ(σ_a²) a_MAP) (5.190), (M, d_L), with
-        κ(σ²) = (1 + πσ²/8)^(−1/2) (4.154) and σ_a² = bᵀA⁻¹b (5.187), b = ∇_w a_k(x)."""
+        κ(σ²) = (1 + πσ²/8)^(−1/2) (4.154) and σ_a² = bᵀA⁻¹b (5.188), b = ∇_w a_k(x)."""
         if self.net.loss.name != "bce":
             raise ValueError("predictive_probability is the binary-classification (bce) form of §5.7.3; "
                              "this network's loss is %r" % self.net.loss.name)

@@ -268,9 +268,28 @@ def test_an_indefinite_curvature_is_refused_with_its_smallest_eigenvalue():
     assert lowest < 0
     with pytest.raises(derive.DeriveError, match=r"not positive definite \(smallest eigenvalue %s" % ("%.6g" % lowest)):
         ap.newton_step(net, w, X, T)
-    with pytest.raises(derive.DeriveError, match="not positive definite"):
+    with pytest.raises(derive.DeriveError, match="not positive definite.*regularised error"):
         ap.laplace(net, w, X, T, alpha=1e-3)
     ap.newton_step(net, w, X, T, damping=-lowest + 1.0)      # damping past it: a step
+
+
+def test_a_softmax_curvature_without_damping_is_refused_as_singular_by_construction():
+    net = derive.MLP([3, 4, 3], activation="tanh", loss="ce")
+    X, T = data(net)
+    w = trained(net, X, T, alpha=0.3)
+    with pytest.raises(derive.DeriveError, match="softmax.*always singular.*damping"):
+        ap.newton_step(net, w, X, T, curvature="outer_product")
+    ap.newton_step(net, w, X, T, curvature="outer_product", damping=1e-3)
+
+
+def test_laplace_keeps_its_own_copy_of_w():
+    net = derive.MLP([2, 3, 2], activation="tanh", loss="sse")
+    X, T = data(net)
+    w = trained(net, X, T, alpha=0.2)
+    laplace = ap.laplace(net, w, X, T, alpha=0.2)
+    before = laplace.predictive_variance(X[:3])
+    w += 0.5
+    assert np.array_equal(laplace.predictive_variance(X[:3]), before)
 
 
 def test_a_numerically_singular_matrix_is_refused():
@@ -295,6 +314,10 @@ def test_bad_arguments_are_refused():
         ap.obs_prune(net, w, X, T, 1.0, damping=0.1)
     with pytest.raises(ValueError, match="alpha"):
         ap.laplace(net, w, X, T, alpha=0.0)
+    huge = w.copy()
+    huge[-2:] = 1e151
+    with pytest.raises(ValueError, match="magnitude 1e\\+151"):
+        ap.output_gradients(net, huge, X[:2])
     laplace = ap.laplace(net, w, X, T, alpha=0.1)
     with pytest.raises(ValueError, match="bce"):
         laplace.predictive_probability(X)

@@ -121,7 +121,7 @@ def obs_saliencies(net, w, X, T, curvature="hessian", damping=0.0):
     C = H + damping·I or the outer-product matrix (OBS's own choice, with damping = its α). See
     :func:`obs_prune` for the change itself."""
     w = net._params(w)
-    inverse = _inverse_curvature(net, w, X, T, curvature, damping)
+    inverse = _curvature_factor(net, w, X, T, curvature, damping).inverse()
     return w * w / (2.0 * np.diag(inverse))
 
 
@@ -131,17 +131,16 @@ def obs_prune(net, w, X, T, q, curvature="hessian", damping=0.0):
     quadratic model as low as it can; L_q is the rise it predicts (see :func:`obs_saliencies`)."""
     w = net._params(w)
     q = _index(q, net.n_params)
-    inverse = _inverse_curvature(net, w, X, T, curvature, damping)
-    column = inverse[:, q]
+    column = _curvature_factor(net, w, X, T, curvature, damping).solve(np.eye(net.n_params)[q])   # C⁻¹ e_q
     pruned = w - (w[q] / column[q]) * column
     pruned[q] = 0.0     # exact, not w_q − w_q·1 rounded
     return pruned, float(w[q] * w[q] / (2.0 * column[q]))
 
 
-def _inverse_curvature(net, w, X, T, curvature, damping):
+def _curvature_factor(net, w, X, T, curvature, damping):
     damping = _nonnegative(damping, "damping")
     C = curvature_matrix(net, w, X, T, curvature, damping)
-    return _curvature_cholesky(net, C, curvature, damping, "damping").inverse()
+    return _curvature_cholesky(net, C, curvature, damping, "damping")
 
 
 def _index(q, n):

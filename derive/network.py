@@ -156,6 +156,8 @@ class MLP:
             raise ValueError("method must be 'gradient' or 'error', got %r" % (method,))
         w, X, T = self._problem(w, X, T)
         eps = _positive(eps, "eps")
+        if not np.isfinite(w).all():
+            raise ValueError("w contains NaN or infinite values")
         unchanged = np.flatnonzero((w + eps == w) | (w - eps == w))
         if unchanged.size:
             raise ValueError("eps = %r is below the spacing of float64 at w[%d] = %r: w ± eps == w there, and "
@@ -227,7 +229,7 @@ def _check_activations(activation, L):
 
 def _real_array(x, name):
     """``x`` as a C-contiguous float64 array of finite numbers (see the module docstring's rules)."""
-    if type(x) is np.ndarray and x.dtype == np.float64 and x.flags.c_contiguous:
+    if type(x) is np.ndarray and x.dtype == np.float64 and x.flags.c_contiguous and x.flags.aligned:
         return x  # the common case, at no cost; the kernels refuse NaN and infinity themselves
     try:
         array = np.asarray(x)
@@ -236,7 +238,7 @@ def _real_array(x, name):
     if array.dtype.kind not in "iuf":
         raise TypeError("%s must hold real numbers (integer or floating dtype), got dtype %s"
                         % (name, array.dtype))
-    return np.ascontiguousarray(array, dtype=np.float64)
+    return np.require(array, dtype=np.float64, requirements=("C", "A"))   # contiguous and aligned
 
 
 def _vector(x, name, length):

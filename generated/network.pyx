@@ -813,6 +813,7 @@ cdef Py_ssize_t TILE_MIN = 64
 cdef Py_ssize_t TILE_AMORTIZE = 512
 cdef Py_ssize_t PRODUCT_WORK = 1 << 20        # multiply-adds above which a product of the Hessian is shared by the threads
 cdef Py_ssize_t SMALL_PRODUCT = 1000000       # multiply-adds up to which OpenBLAS may use its small-matrix kernels (see Plan._transposed)
+cdef double PIVOT_MIN = 1e-6                  # relative pivot below which a sequential downdate is refused
 cdef Py_ssize_t SMALL_GEMM = 1 << 20          # multiply-adds up to which gemm multiplies without BLAS (see gemm; 0 where OpenBLAS has small-matrix kernels)
 # OpenBLAS cores (openblas_get_corename) with small-matrix kernels of their own, which need no packing either
 cdef tuple BLAS_SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
@@ -1767,12 +1768,13 @@ cdef class Plan:
         update per sample and per row c of F_n (F_n^T diag(s_n) F_n = J_n^T Lambda_n J_n, see
         outer_product; a row of sign s = -1, from an indefinite Lambda_n, is a downdate, after which the
         partial sums may be indefinite). ValueError where an update meets a partial sum that it makes
-        singular or nearly so (a pivot 1 + s c^T H^-1 c within 1e-10 of 0)."""
+        singular or nearly so (a pivot 1 + s c^T H^-1 c within PIVOT_MIN (1 + |c^T H^-1 c|) of 0: the update
+        would lose more than about 10 of the result's digits), or where c^T H^-1 c overflows."""
         cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], W = self.n_params, n, c0, C, q, k
         cdef int iW = <int>W, one = 1
         cdef char uplo = b'U'
-        cdef double zero = 0.0, scale, denominator, beta = 1.0, sign
-        cdef bint singular = False
+        cdef double zero = 0.0, scale, denominator, beta = 1.0, sign, size = 0.0
+        cdef bint singular = False, overflow = False
         cdef double* c
         Z, B, signs_ = self._factored_sensitivities(w, X, T)
         cdef double[::1] F, t = np.empty(W), signs = signs_
@@ -1788,15 +1790,21 @@ cdef class Plan:
                     # 5.89 (for H + s c c^T): H^-1 <- H^-1 - s (H^-1 c)(c^T H^-1) / (1 + s c^T H^-1 c)
                     sign = signs[c0 * K + q]
                     dsymv(&uplo, &iW, &beta, &Hv[0, 0], &iW, c, &one, &zero, &t[0], &one)
-                    denominator = 0.0
+                    size = 0.0
                     for k in range(W):
-                        denominator = denominator + c[k] * t[k]
-                    denominator = 1.0 + sign * denominator
-                    if fabs(denominator) <= 1e-10:     # only after a downdate: (nearly) singular
+                        size = size + c[k] * t[k]
+                    if not isfinite(size):
+                        overflow = True
+                        break
+                    denominator = 1.0 + sign * size
+                    if fabs(denominator) <= PIVOT_MIN * (1.0 + fabs(size)):   # only after a downdate
                         singular = True
                         break
                     scale = -sign / denominator
                     dsyr(&uplo, &iW, &scale, &t[0], &one, &Hv[0, 0], &iW)
+            if overflow:
+                raise ValueError("(outer_product(w, X, T) + alpha I)^-1: c^T H^-1 c of a sample overflowed float64 "
+                                 "(%r) although w, X and T are finite; the outer product itself overflows" % size)
             if singular:
                 raise ValueError("(outer_product(w, X, T) + alpha I)^-1 cannot be computed by the sequential "
                                  "updates: some sample's Lambda_n is indefinite ('ce' with a target row that sums "

@@ -111,6 +111,31 @@ def test_inverse_outer_product_refuses_a_singular_matrix():
     assert np.isfinite(net.inverse_outer_product(w, X, T, 2 * alpha)).all()
 
 
+def test_inverse_outer_product_refuses_a_nearly_singular_partial_sum():
+    # the helper's case: the final matrix has condition number 2, but after the first sample's downdate the
+    # partial sum is within delta of singular, and the second sample's update then loses ~1e-16 / delta
+    net = derive.MLP([1, 2], loss="ce")
+    w, X, T = np.zeros(4), np.ones((2, 1)), np.array([[-0.5, -0.5], [1.0, 1.0]])
+    for delta, refused in ((1e-3, False), (1e-8, True), (1e-10, True)):
+        alpha = 1.0 + delta
+        if refused:
+            with pytest.raises(ValueError, match="singular or nearly so"):
+                net.inverse_outer_product(w, X, T, alpha)
+        else:
+            dense = np.linalg.inv(net.outer_product(w, X, T) + alpha * np.eye(4))
+            assert rel(net.inverse_outer_product(w, X, T, alpha), dense) <= 1e-11
+
+
+def test_inverse_outer_product_refuses_an_update_that_overflows():
+    # exp(700)^2 overflows in c^T H^-1 c: the update used to be skipped (1/inf = 0), returning I / alpha
+    net = derive.MLP([1, 2, 1], activation="exp(a)", loss="sse")
+    w, X, T = np.array([1.0, 1.0, 700.0, 700.0, 1e-300, 1e-300, 0.0]), np.zeros((1, 1)), np.zeros((1, 1))
+    with pytest.raises(ValueError, match="overflow"):
+        net.outer_product(w, X, T)
+    with pytest.raises(ValueError, match="overflow"):
+        net.inverse_outer_product(w, X, T, 1.0)
+
+
 @pytest.mark.parametrize("loss", sorted(derive.LOSSES))
 def test_inverse_outer_product_by_rank_one_updates_matches_a_dense_inverse(loss):
     net = derive.MLP([4, 10, 3], activation="tanh", loss=loss)
@@ -146,6 +171,8 @@ def test_bad_method_and_parameter_values_are_refused():
         net.finite_difference_hessian(w, X, T, eps=-1.0)
     with pytest.raises(ValueError, match="spacing of float64"):     # w + eps == w: every difference 0
         net.finite_difference_hessian(w, X, T, eps=1e-300)
+    with pytest.raises(ValueError, match="w contains NaN or infinite"):   # not "eps below the spacing at inf"
+        net.finite_difference_hessian(np.where(np.arange(w.size) == 3, np.inf, w), X, T)
     with pytest.raises(ValueError, match="too small"):               # I / alpha overflows
         net.inverse_outer_product(w, X, T, alpha=1e-320)
     for not_a_number in ("1", True):

@@ -107,6 +107,27 @@ def test_byte_swapped_float64_arrays_are_read_by_value(name):
         assert np.array_equal(getattr(net, method)(*[swapped[n] for n in names]), expected), method
 
 
+@pytest.mark.parametrize("name", ["w", "X", "T", "v"])
+def test_unaligned_float64_arrays_are_read_by_value(name):
+    # C-contiguous float64 whose data starts one byte into a buffer: not aligned, so copied before a kernel
+    # reads it (it used to pass the Python checks and be refused by the kernels with an unclear TypeError)
+    net = small_net()
+    arguments = valid_arguments(net)
+    source = arguments[name]
+    buffer = bytearray(source.nbytes + 1)
+    unaligned = np.frombuffer(buffer, dtype=np.float64, count=source.size, offset=1).reshape(source.shape)
+    unaligned[...] = source
+    assert not unaligned.flags.aligned and unaligned.flags.c_contiguous
+    moved = dict(arguments, **{name: unaligned})
+    for method in ("error", "gradient", "hvp", "hessian", "jacobian", "hessian_diagonal", "forward",
+                   "finite_difference_hessian"):
+        names = METHODS.get(method, ("w", "X", "T", "v"))
+        if name not in names:
+            continue
+        expected = getattr(net, method)(*[arguments[n] for n in names])
+        assert np.array_equal(getattr(net, method)(*[moved[n] for n in names]), expected), method
+
+
 # --- numerical extremes -----------------------------------------------------------------------------
 
 

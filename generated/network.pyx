@@ -1804,7 +1804,8 @@ cdef class Plan:
                     dsyr(&uplo, &iW, &scale, &t[0], &one, &Hv[0, 0], &iW)
             if overflow:
                 raise ValueError("(outer_product(w, X, T) + alpha I)^-1: c^T H^-1 c of a sample overflowed float64 "
-                                 "(%r) although w, X and T are finite; the outer product itself overflows" % size)
+                                 "(%r) although w, X and T are finite: the network's sensitivities are too large "
+                                 "for the sequential updates at this alpha (the first is c c^T / alpha)" % size)
             if singular:
                 raise ValueError("(outer_product(w, X, T) + alpha I)^-1 cannot be computed by the sequential "
                                  "updates: some sample's Lambda_n is indefinite ('ce' with a target row that sums "

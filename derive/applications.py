@@ -153,6 +153,8 @@ def _index(q, n):
 
 # --- output gradients -------------------------------------------------------------------------
 
+OUTPUT_LIMIT = 1e150   # |a| from which ½(a − t)² with a − t of the size of a overflows float64
+
 def output_gradients(net, w, X, twin=None):
     """∂a_k/∂w, (M, d_L, W): the gradient of each output unit's activation a_k⁽ᴸ⁾ (for sse the output
     y_k itself) at every row of X, by backpropagation through the network's linear twin
@@ -176,9 +178,6 @@ def output_gradients(net, w, X, twin=None):
             t[k] -= s
             out[m, k] = twin.gradient(w, X[m:m + 1], t[None, :]) / s
     return out
-
-
-OUTPUT_LIMIT = 1e150
 
 
 def linear_twin(net):

@@ -131,6 +131,11 @@ def mp_output_derivatives(loss, a_row, t_row):
                 np.array([[float(x) for x in row] for row in jac]))
 
 
+def rel(value, reference):
+    """Largest entrywise deviation of ``value`` from ``reference``, relative to reference's largest entry."""
+    return np.max(np.abs(value - reference)) / max(np.max(np.abs(reference)), 1e-300)
+
+
 def random_problem(net, samples=5, seed=0):
     """(w, X, T) for a derive.MLP: random weights, inputs ~ N(0, 1), and targets of the loss's kind
     (cross-entropy targets that do not sum to one)."""

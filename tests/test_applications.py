@@ -8,10 +8,7 @@ from scipy.optimize import minimize
 
 import derive
 from derive import applications as ap
-
-
-def rel(value, reference):
-    return np.max(np.abs(value - reference)) / max(np.max(np.abs(reference)), 1e-300)
+from conftest import rel
 
 
 def data(net, N=40, seed=0):

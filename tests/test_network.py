@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import derive
-from conftest import random_problem
+from conftest import random_problem, rel
 
 SIZES = {1: [3, 2], 2: [3, 4, 2], 3: [2, 3, 4, 3]}
 SAMPLES = 5
@@ -22,10 +22,6 @@ def central_difference_rows(f, w, eps):
         e[i] = eps
         rows.append((np.asarray(f(w + e)) - np.asarray(f(w - e))) / (2 * eps))
     return np.array(rows)
-
-
-def rel(value, reference):
-    return np.max(np.abs(value - reference)) / max(np.max(np.abs(reference)), 1e-300)
 
 
 def assert_kernels_match_finite_differences(net, seed=0):

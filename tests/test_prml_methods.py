@@ -5,14 +5,10 @@ import numpy as np
 import pytest
 
 import derive
-from conftest import random_problem
+from conftest import random_problem, rel
 
 SIZES = {1: [3, 2], 2: [3, 4, 2], 3: [2, 3, 4, 3]}
 ALL = [(a, l, d) for a in sorted(derive.ACTIVATIONS) for l in sorted(derive.LOSSES) for d in sorted(SIZES)]
-
-
-def rel(value, reference):
-    return np.max(np.abs(value - reference)) / max(np.max(np.abs(reference)), 1e-300)
 
 
 @pytest.mark.parametrize("activation, loss, depth", ALL)

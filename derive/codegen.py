@@ -163,7 +163,9 @@ def render_network():
                        "delta": forms["delta"], "lam": forms["lambda"], "jacobian": forms["jacobian"],
                        "jacobian_uses": output.jacobian_uses,
                        "r_delta": forms["r_delta"], "r_uses": output.r_uses,
-                       "r_sums": [(str(sym), lower_loss_expression(summand)) for sym, summand in output.r_sums]})
+                       "r_sums": [(str(sym), lower_loss_expression(summand)) for sym, summand in output.r_sums],
+                       "factor": forms["lambda_factor"], "factor_sign": forms["lambda_sign"],
+                       "factor_uses": output.factor_uses})
     spec = repr(sorted(pointwise.items())) + repr(losses)
     return _environment().get_template("network.pyx.j2").render(
         provenance=_provenance("network.pyx.j2", spec, "network kernels for the losses " + ", ".join(LOSSES)),

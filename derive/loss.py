@@ -37,6 +37,7 @@ Lam = sp.IndexedBase(sp.Symbol(r"\Lambda"))
 delta = sp.IndexedBase(sp.Symbol(r"\delta^{(L)}"))
 Ra = sp.IndexedBase(sp.Symbol(r"\mathcal{R}\{a^{(L)}\}"))
 Rdelta = sp.IndexedBase(sp.Symbol(r"\mathcal{R}\{\delta^{(L)}\}"))
+Rfac = sp.IndexedBase(sp.Symbol("R"))
 dy_da = sp.IndexedBase(sp.Symbol(r"\frac{\partial y}{\partial a^{(L)}}"))
 E_n = sp.Symbol("E_n")
 
@@ -49,7 +50,8 @@ TSUM = sp.Symbol("tsum", real=True)      # Σ_m t_m
 
 @dataclass(frozen=True)
 class LossDerivation:
-    """The output layer of one loss. ``kernel`` maps 'y', 'e', 'delta', 'lambda', 'jacobian', 'r_delta' to
+    """The output layer of one loss. ``kernel`` maps 'y', 'e', 'delta', 'lambda', 'jacobian', 'r_delta',
+    'lambda_factor' and 'lambda_sign' (R and s of Λ = s RᵀR, see :func:`lambda_factor`) to
     expressions in the kernel symbols a[k], y[k], y[k'], t[k], R{a}[k], ``lse``, ``tsum`` and the names of
     ``r_sums`` (see :func:`kernel_forms`); ``r_sums`` is a tuple of (name, summand in index k): the
     per-sample sums Σ_k summand that 'r_delta' uses."""
@@ -62,12 +64,17 @@ class LossDerivation:
     @property
     def uses(self):
         """The per-sample reductions the output layer's kernel expressions need ('lse', 'tsum')."""
-        return _reductions(value for key, value in self.kernel.items() if key != "r_delta")
+        return _reductions(value for key, value in self.kernel.items() if key in ("y", "e", "delta", "lambda"))
 
     @property
     def jacobian_uses(self):
         """The per-sample reductions ('lse') that the kernel form of ∂y_k/∂a_k' needs."""
         return _reductions([self.kernel["jacobian"]])
+
+    @property
+    def factor_uses(self):
+        """The per-sample reductions ('lse', 'tsum') that the kernel forms of Λ's factor and its sign need."""
+        return _reductions([self.kernel["lambda_factor"], self.kernel["lambda_sign"]])
 
     @property
     def r_uses(self):
@@ -138,6 +145,7 @@ def derive_loss(loss):
     jac_label = {"identity": "5.75", "logistic": "5.76", "softmax": "5.77"}[loss.output]
     jacobian = _output_jacobian(loss)
     r_delta, r_sums = lambda_times(lam_y)
+    factor, factor_sign = lambda_factor(lam_y)
     shown = r_delta.xreplace({name: sp.Sum(summand.xreplace({k: p}), (p, 1, K)) for name, summand in r_sums})
     equations = (
         Equation(loss.label, "error", "the error of sample n: " + loss.description, E_n,
@@ -148,9 +156,13 @@ def derive_loss(loss):
         Equation("5.92L", "Lambda", "Λ = M⁽ᴸ⁾ = ∂²E_n/∂a_k∂a_k'", Lam[k, k2], lam_y, S_LOSS),
         Equation("5.106L", "R_delta_loss", "R-backward at the outputs: Σ_k' Λ_kk' R{a_k'} summed for this loss",
                  Rdelta[k], shown, S_LOSS),
+        Equation("5.92L", "Lambda_factor", "Λ factored: Λ_kk' = %sΣ_m R_mk R_mk' with this R, so that the outer "
+                 "product (5.85L) sums %sF_mᵀ F_m over the rows F_m of R ∂a⁽ᴸ⁾/∂w" % ((_sign_text(factor_sign),) * 2),
+                 Rfac[k, k2], factor, S_LOSS),
     )
     tsum = _tsum_names()
     kernel = kernel_forms(loss, error, delta_y, lam_y, jacobian)
+    kernel["lambda_factor"], kernel["lambda_sign"] = factor_kernel_forms(loss, factor, factor_sign)
     kernel["r_delta"] = r_delta.xreplace(tsum)
     return LossDerivation(loss=loss, equations=equations, kernel=kernel,
                           r_sums=tuple((name, summand.xreplace(tsum)) for name, summand in r_sums))
@@ -177,6 +189,55 @@ def lambda_times(lam):
         name = sums.setdefault(summand, sp.Symbol("rsum%d" % len(sums), real=True))
         terms.append(sp.Mul(*[f for f in factors if not f.has(k2)]) * name)
     return sp.factor_terms(sp.Add(*terms)), tuple((name, summand) for summand, name in sums.items())
+
+
+def lambda_factor(lam):
+    """(R_kk', s) with Λ_kk' = s Σ_m R_mk R_mk' and s = ±1, for Λ (in y, t and I_kk') of one loss.
+
+    Λ must be a diagonal plus at most one symmetric rank-one term, σ (e_k I_kk' − u_k u_k') with σ free
+    of k and k' (Σ_m t_m for ce). Then R = √|σ| (√e_k I_kk' − θ u_k u_k' / √e_k) and s = sign σ, where
+    θ = (1 − √(1 − q)) / q and q = Σ_k u_k² / e_k solve RᵀR = diag(e) − u uᵀ; q must evaluate to a
+    number: for softmax outputs Σ_k y_k = 1 gives q = 1 and θ = 1, R = √|Σt| (√y_k I_kk' − √y_k y_k').
+    The kernels use R instead of an eigendecomposition of each sample's Λ: its entries are products of
+    √y and y, so every entry of the outer product keeps its relative accuracy (an eigendecomposition is
+    accurate only relative to the largest eigenvalue)."""
+    diagonal, rank_one = sp.S.Zero, []
+    for term in sp.Add.make_args(sp.expand(lam)):
+        factors = sp.Mul.make_args(term)
+        deltas = [f for f in factors if isinstance(f, sp.KroneckerDelta) and set(f.args) == {k, k2}]
+        if deltas:
+            diagonal += sp.Mul(*[f for f in factors if f is not deltas[0]]).xreplace({k2: k})
+        else:
+            rank_one.append(term)
+    diagonal = sp.factor_terms(diagonal)
+    sigma, e = diagonal.as_independent(k, as_Add=False)
+    if len(rank_one) > 1:
+        raise DerivationError("Λ = %s is not a diagonal plus one rank-one term" % lam)
+    R = sp.KroneckerDelta(k, k2) * sp.sqrt(e)
+    if rank_one:
+        u = _symmetric_factor(rank_one[0], sigma)
+        q = sp.Sum(sp.powsimp(u ** 2 / e), (k, 1, K)).doit()
+        q = q.subs(sp.Sum(y[k], (k, 1, K)), 1)
+        if not q.is_number or not 0 < q <= 1:
+            raise DerivationError("Λ = %s: q = Σ_k u_k²/e_k = %s is not a number in (0, 1]" % (lam, q))
+        theta = (1 - sp.sqrt(1 - q)) / q
+        R -= theta * sp.powsimp(u / sp.sqrt(e)) * u.xreplace({k: k2})
+    return sp.sqrt(sp.Abs(sigma)) * R, sp.sign(sigma)
+
+
+def _symmetric_factor(term, sigma):
+    """u_k with term = −σ u_k u_k', or a DerivationError."""
+    ratio = sp.factor_terms(-term / sigma)
+    in_k = sp.Mul(*[f for f in sp.Mul.make_args(ratio) if f.has(k)])
+    in_k2 = sp.Mul(*[f for f in sp.Mul.make_args(ratio) if f.has(k2)])
+    rest = sp.simplify(ratio / (in_k * in_k2))
+    if in_k2.xreplace({k2: k}) != in_k or rest.has(k, k2) or not rest.is_positive:
+        raise DerivationError("Λ term %s is not −σ u_k u_k' (σ = %s)" % (term, sigma))
+    return sp.sqrt(rest) * in_k
+
+
+def _sign_text(sign):
+    return "" if sign == 1 else "sgn(%s) " % sp.sstr(sign.args[0]).replace("Sum(t[m], (m, 1, d_{L}))", "Σ_m t_m")
 
 
 def _tsum_names():
@@ -211,6 +272,24 @@ def kernel_forms(loss, error, delta_y, lam_y, jacobian):
     return {"y": y_k, "e": term, "delta": delta_y.xreplace(tsum), "lambda": lam, "jacobian": jacobian}
 
 
+def factor_kernel_forms(loss, factor, sign):
+    """The kernel forms of Λ's factor R and its sign (see lambda_factor): Σ_m t_m named ``tsum``, and,
+    where the diagonal R_kk vanishes at y_k = 1 (softmax: √y_k (1 − y_k)), 1 − y_k as the complement,
+    as _complement_safe does for Λ."""
+    tsum = _tsum_names()
+    factor, sign = factor.xreplace(tsum), sign.xreplace(tsum)
+    if loss.output == "identity":
+        return factor, sign
+    complement = _complement(loss)
+    factor = _roots_complement_safe(factor, complement)
+    delta_kk = sp.KroneckerDelta(k, k2)
+    diagonal = factor.subs(delta_kk, 1).xreplace({y[k2]: y[k]})
+    safe_diagonal = _without_root_at_one(diagonal, complement)
+    if safe_diagonal is not None:
+        factor = delta_kk * safe_diagonal + (1 - delta_kk) * factor.subs(delta_kk, 0)
+    return factor, sign
+
+
 def _complement(loss):
     """1 − y_k from a_k without cancellation: σ(−a_k) (logistic), −expm1((a_k − amax) − lsum) (softmax).
     Where y_k is within rounding of 1, 1 − y_k computed from y_k is 0 or a few ulps of 1: every digit
@@ -231,13 +310,33 @@ def _complement_safe(expr, complement):
     Q = P / (y_k − 1) and 1 − y_k = ``complement``; the off-diagonal part (I_kk' = 0) has no such
     cancellation and is kept. Returns I_kk' · diagonal + (1 − I_kk') · off-diagonal, the same function."""
     delta_kk = sp.KroneckerDelta(k, k2)
-    u = sp.Symbol("u")
     diagonal = expr.subs(delta_kk, 1).xreplace({y[k2]: y[k], t[k2]: t[k]})
     off = expr.subs(delta_kk, 0)
-    P = sp.expand(diagonal.xreplace({y[k]: u}))
-    if P.has(k2) or not P.is_polynomial(u) or sp.simplify(P.subs(u, 1)) != 0:
-        raise DerivationError("the diagonal of %s is not a polynomial in y_k that vanishes at y_k = 1" % expr)
-    Q, remainder = sp.div(P, u - 1, u)
-    assert remainder == 0
-    safe_diagonal = -complement * sp.factor_terms(Q.xreplace({u: y[k]}))
+    safe_diagonal = _without_root_at_one(diagonal, complement)
+    if safe_diagonal is None:
+        raise DerivationError("the diagonal of %s is not a function of y_k that vanishes at y_k = 1" % expr)
     return delta_kk * safe_diagonal + (1 - delta_kk) * off
+
+
+def _without_root_at_one(expr, complement):
+    """−(1 − y_k) Q(y_k) with Q = expr / (y_k − 1) in lowest terms and 1 − y_k = ``complement``, for an
+    ``expr`` that vanishes at y_k = 1 and whose quotient by y_k − 1 cancels (a polynomial in y_k, or
+    √y_k times one); None for any other ``expr``."""
+    u = sp.Symbol("u", positive=True)
+    P = sp.expand(expr.xreplace({y[k]: u}))
+    if P.has(k2) or not P.has(u) or sp.simplify(P.subs(u, 1)) != 0:
+        return None
+    Q = sp.cancel(P / (u - 1))
+    if sp.fraction(sp.together(Q))[1].has(u):
+        return None
+    return -complement * sp.factor_terms(Q.xreplace({u: y[k]}))
+
+
+def _roots_complement_safe(expr, complement):
+    """``expr`` with each √(P(y_k)) whose P vanishes at y_k = 1 (logistic: √(y_k − y_k²)) evaluated as
+    √(−(1 − y_k) Q(y_k)) with 1 − y_k = ``complement`` (see _without_root_at_one)."""
+    def safe(root):
+        inner = _without_root_at_one(root.base, complement)
+        return root if inner is None else sp.sqrt(inner)
+
+    return expr.replace(lambda e: isinstance(e, sp.Pow) and e.exp == sp.S.Half, safe)

@@ -161,6 +161,26 @@ def test_saturated_outputs_keep_the_digits_of_the_hessian_and_the_jacobian(loss)
     assert np.linalg.eigvalsh(net.hessian(w, X, T)).min() >= -1e-12 * np.abs(H_ref).max()
 
 
+@pytest.mark.parametrize("T", [[[1.0, 0.0, 0.0, 0.0]], [[0.2, 0.0, 0.3, 0.5]], [[-1.0, 0.25, 0.0, 0.0]]])
+def test_outer_product_of_a_softmax_keeps_every_entry_where_outputs_differ_by_many_orders(T):
+    # one layer (G = H = x xᵀ ⊗ Λ) and one sample with logits 0, -40, -80, -120: Λ's entries span
+    # 1e-105 to 0.25, and each of G's must keep its own digits (a factor of Λ by eigendecomposition kept
+    # only ~1e-16 of the largest: G[b3, b3] came out 1.9e-53 instead of 1.8e-35)
+    net = derive.MLP([2, 4], activation="tanh", loss="ce")
+    X = np.array([[0.5, 2.0]])
+    w = np.concatenate([np.zeros(8), [0.0, -40.0, -80.0, -120.0]])
+    w[:8] = [0.1, 0.2, -0.3, 0.1, 0.0, 0.4, 0.2, -0.1]
+    T = np.array(T)
+    A = X @ w[:8].reshape(4, 2).T + w[8:]
+    lam = mp_output_derivatives("ce", A[0], T[0])[0]
+    xt = np.append(X[0], 1.0)
+    index = np.array([[k * 2 + j if j < 2 else 8 + k for j in range(3)] for k in range(4)])
+    H_ref = np.zeros((12, 12))
+    H_ref[np.ix_(index.ravel(), index.ravel())] = np.kron(lam, np.outer(xt, xt))
+    np.testing.assert_allclose(net.outer_product(w, X, T), H_ref, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(net.hessian(w, X, T), H_ref, rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize("activation", ["log(a)", "sqrt(a)"])
 def test_a_nan_where_the_activation_is_undefined_is_refused_as_such(activation):
     net = derive.MLP([1, 1, 1], activation=activation, loss="sse")

@@ -145,7 +145,7 @@ def derive_loss(loss):
     jac_label = {"identity": "5.75", "logistic": "5.76", "softmax": "5.77"}[loss.output]
     jacobian = _output_jacobian(loss)
     r_delta, r_sums = lambda_times(lam_y)
-    factor, factor_sign = lambda_factor(lam_y)
+    factor, factor_sign = lambda_factor(lam_y, loss)
     shown = r_delta.xreplace({name: sp.Sum(summand.xreplace({k: p}), (p, 1, K)) for name, summand in r_sums})
     equations = (
         Equation(loss.label, "error", "the error of sample n: " + loss.description, E_n,
@@ -191,8 +191,8 @@ def lambda_times(lam):
     return sp.factor_terms(sp.Add(*terms)), tuple((name, summand) for summand, name in sums.items())
 
 
-def lambda_factor(lam):
-    """(R_kk', s) with Λ_kk' = s Σ_m R_mk R_mk' and s = ±1, for Λ (in y, t and I_kk') of one loss.
+def lambda_factor(lam, loss):
+    """(R_kk', s) with Λ_kk' = s Σ_m R_mk R_mk' and s = ±1, for Λ (in y, t and I_kk') of ``loss``.
 
     Λ must be a diagonal plus at most one symmetric rank-one term, σ (e_k I_kk' − u_k u_k') with σ free
     of k and k' (Σ_m t_m for ce). Then R = √|σ| (√e_k I_kk' − θ u_k u_k' / √e_k) and s = sign σ, where
@@ -217,7 +217,8 @@ def lambda_factor(lam):
     if rank_one:
         u = _symmetric_factor(rank_one[0], sigma)
         q = sp.Sum(sp.powsimp(u ** 2 / e), (k, 1, K)).doit()
-        q = q.subs(sp.Sum(y[k], (k, 1, K)), 1)
+        if loss.output == "softmax":
+            q = q.subs(sp.Sum(y[k], (k, 1, K)), 1)
         if not q.is_number or not 0 < q <= 1:
             raise DerivationError("Λ = %s: q = Σ_k u_k²/e_k = %s is not a number in (0, 1]" % (lam, q))
         theta = (1 - sp.sqrt(1 - q)) / q
@@ -237,7 +238,11 @@ def _symmetric_factor(term, sigma):
 
 
 def _sign_text(sign):
-    return "" if sign == 1 else "sgn(%s) " % sp.sstr(sign.args[0]).replace("Sum(t[m], (m, 1, d_{L}))", "Σ_m t_m")
+    """The sign s of Λ = s RᵀR as the equation's description shows it ("" for s = 1)."""
+    if sign == 1:
+        return ""
+    (sigma,) = sign.args
+    return "sgn(Σ_m t_m) " if sigma == sp.Sum(t[m], (m, 1, K)) else "sgn(%s) " % sp.sstr(sigma)
 
 
 def _tsum_names():

@@ -1825,6 +1825,20 @@ cdef class Plan:
             mup = mcur
         return diag
 
+    def output_parameter_jacobian(self, const double[::1] w, const double[:, ::1] X):
+        """J[n, k, :] = da(L)_k/dw (N, K, W) at every row of X: the Jacobian backpropagation 5.74 from
+        da(L)/da(L) = I, then da_k/dW(l)_ji = B(l)_kj z~(l-1)_i (5.53) -- the outer product's F_n with
+        R_n = I. Independent of the loss and of the output biases."""
+        cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], n, k
+        (A, Z, D1, D2, DELTA, S, LAM), E = self._state(w, X, np.zeros((N, K)), False)
+        cdef double[::1] top = np.zeros(N * K * K)
+        for n in range(N):
+            for k in range(K):
+                top[(n * K + k) * K + k] = 1.0
+        cdef double[::1] J = self._parameter_jacobian(self._sensitivities(w, D1, N, top), X, Z, N, 0, N)
+        require_finite_result(0.0, &J[0], N * K * self.n_params, "w and X")
+        return np.asarray(J).reshape(N, K, self.n_params)
+
     def outer_product(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
         """G = sum_n J_n^T Lambda_n J_n (W, W) with J_n = da(L)/dw: the generalised Gauss-Newton /
         Levenberg-Marquardt matrix (5.84, 5.85 and their general form 5.85L), as sum_n F_n^T diag(s_n) F_n

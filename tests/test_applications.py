@@ -201,10 +201,12 @@ def test_output_gradients_match_central_differences_of_the_output_activations(lo
     X = np.random.default_rng(6).normal(size=(4, sizes[0]))
     G, _ = linear_twin_fd_gradients(net, w, X)
     assert rel(ap.output_gradients(net, w, X), G) < 1e-8
-    # ∂a/∂w does not depend on the output biases: a huge one (a ≈ 1e17, where a − 1 == a) changes nothing
-    shifted = w.copy()
-    shifted[-sizes[-1]:] += 1e17
-    assert rel(ap.output_gradients(net, shifted, X), ap.output_gradients(net, w, X)) < 1e-14
+    # ∂a/∂w does not depend on the output biases: huge ones (a ≈ 1e17, where a − 1 == a, and a ≈ 1e200,
+    # where ½ a² overflows) change nothing
+    for bias in (1e17, 1e200):
+        shifted = w.copy()
+        shifted[-sizes[-1]:] += bias
+        assert rel(ap.output_gradients(net, shifted, X), ap.output_gradients(net, w, X)) < 1e-14
 
 
 def test_laplace_of_a_tanh_regression_network():
@@ -311,10 +313,8 @@ def test_bad_arguments_are_refused():
         ap.obs_prune(net, w, X, T, 1.0, damping=0.1)
     with pytest.raises(ValueError, match="alpha"):
         ap.laplace(net, w, X, T, alpha=0.0)
-    huge = w.copy()
-    huge[-2:] = 1e151
-    with pytest.raises(ValueError, match="magnitude 1e\\+151"):
-        ap.output_gradients(net, huge, X[:2])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ap.output_gradients(net, np.full(net.n_params, np.inf), X[:2])
     laplace = ap.laplace(net, w, X, T, alpha=0.1)
     with pytest.raises(ValueError, match="bce"):
         laplace.predictive_probability(X)

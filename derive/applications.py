@@ -227,7 +227,7 @@ class Laplace:
     def output_variance(self, X):
         """σ_k²(x) = g_kᵀ A⁻¹ g_k, (M, d_L), with g_k = ∇_w a_k(x) the gradient of output unit k's
         activation at w: the variance of a_k under q(w|D) with the network linearised in w (5.173 without
-        the noise term; 5.188's σ_a² for bce). One gradient evaluation per input row and output, then
+        the noise term; 5.188's σ_a² for bce). One batched backpropagation (output_gradients), then
         O(M d_L W²) for the solves with A."""
         G = output_gradients(self.net, self.w, X)    # (M, K, W)
         M, K, W = G.shape

@@ -175,14 +175,10 @@ def lambda_times(lam):
     is a product of factors in k and factors in k' — it contributes the factors in k times the per-sample
     sum Σ_k' (factors in k') R{a}_k', which gets a name (rsum0, rsum1, ...). Returns (the closed form,
     ((name, summand written in index k), ...)). A term whose factors mix k and k' is refused."""
-    terms, sums = [], {}
-    for term in sp.Add.make_args(sp.expand(lam)):
+    diagonal, others = _identity_terms(lam)
+    terms, sums = [term * Ra[k] for term in diagonal], {}
+    for term in others:
         factors = sp.Mul.make_args(term)
-        deltas = [f for f in factors if isinstance(f, sp.KroneckerDelta) and set(f.args) == {k, k2}]
-        if len(deltas) == 1:
-            rest = sp.Mul(*[f for f in factors if f is not deltas[0]])
-            terms.append(rest.xreplace({k2: k}) * Ra[k])
-            continue
         if any(f.has(k) and f.has(k2) for f in factors):
             raise DerivationError("Λ term %s does not separate into factors in k and in k'" % term)
         summand = (sp.Mul(*[f for f in factors if f.has(k2)]) * Ra[k2]).xreplace({k2: k})
@@ -201,15 +197,8 @@ def lambda_factor(lam, loss):
     The kernels use R instead of an eigendecomposition of each sample's Λ: its entries are products of
     √y and y, so every entry of the outer product keeps its relative accuracy (an eigendecomposition is
     accurate only relative to the largest eigenvalue)."""
-    diagonal, rank_one = sp.S.Zero, []
-    for term in sp.Add.make_args(sp.expand(lam)):
-        factors = sp.Mul.make_args(term)
-        deltas = [f for f in factors if isinstance(f, sp.KroneckerDelta) and set(f.args) == {k, k2}]
-        if deltas:
-            diagonal += sp.Mul(*[f for f in factors if f is not deltas[0]]).xreplace({k2: k})
-        else:
-            rank_one.append(term)
-    diagonal = sp.factor_terms(diagonal)
+    diagonal, rank_one = _identity_terms(lam)
+    diagonal = sp.factor_terms(sp.Add(*diagonal))
     sigma, e = diagonal.as_independent(k, as_Add=False)
     if len(rank_one) > 1:
         raise DerivationError("Λ = %s is not a diagonal plus one rank-one term" % lam)
@@ -224,6 +213,20 @@ def lambda_factor(lam, loss):
         theta = (1 - sp.sqrt(1 - q)) / q
         R -= theta * sp.powsimp(u / sp.sqrt(e)) * u.xreplace({k: k2})
     return sp.sqrt(sp.Abs(sigma)) * R, sp.sign(sigma)
+
+
+def _identity_terms(lam):
+    """The terms of the expanded Λ split into (those that hold I_kk', with I_kk' taken out and k' written
+    k; the others, unchanged)."""
+    diagonal, others = [], []
+    for term in sp.Add.make_args(sp.expand(lam)):
+        factors = sp.Mul.make_args(term)
+        deltas = [f for f in factors if isinstance(f, sp.KroneckerDelta) and set(f.args) == {k, k2}]
+        if deltas:
+            diagonal.append(sp.Mul(*[f for f in factors if f is not deltas[0]]).xreplace({k2: k}))
+        else:
+            others.append(term)
+    return diagonal, others
 
 
 def _symmetric_factor(term, sigma):

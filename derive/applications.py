@@ -157,16 +157,14 @@ def output_gradients(net, w, X):
     """∂a_k/∂w, (M, d_L, W): the gradient of each output unit's activation a_k⁽ᴸ⁾ (for sse the output
     y_k itself) at every row of X, by one batched backpropagation (5.74) of ∂a⁽ᴸ⁾/∂a⁽ᴸ⁾ = I through the
     layers and 5.53 for each weight. O(M d_L W) time and memory."""
+    return _activations_and_gradients(net, w, X)[1]
+
+
+def _activations_and_gradients(net, w, X):
+    """(a⁽ᴸ⁾ (M, d_L), ∂a⁽ᴸ⁾/∂w (M, d_L, W)) from one forward and one batched backward pass; a⁽ᴸ⁾ is not
+    checked for overflow (see MLP._finite)."""
     w, X = net._params(w), net._inputs(X)
     return net._plan.output_parameter_jacobian(w, X)
-
-
-def linear_twin(net):
-    """The network with ``net``'s layers, activations and parameter layout and linear outputs (loss
-    sse): its forward pass gives the activations a⁽ᴸ⁾ of ``net``'s output units."""
-    if net.loss.name == "sse":
-        return net
-    return type(net)(net.sizes, list(net.activations), "sse")
 
 
 # --- the Laplace approximation (§5.7) ----------------------------------------------------------
@@ -215,7 +213,6 @@ class Laplace:
         if regression:
             self.log_evidence += 0.5 * self._targets * (np.log(self.beta) - np.log(2.0 * np.pi))
         self._covariance = None
-        self._twin = None
 
     @property
     def covariance(self):
@@ -229,7 +226,10 @@ class Laplace:
         activation at w: the variance of a_k under q(w|D) with the network linearised in w (5.173 without
         the noise term; 5.188's σ_a² for bce). One batched backpropagation (output_gradients), then
         O(M d_L W²) for the solves with A."""
-        G = output_gradients(self.net, self.w, X)    # (M, K, W)
+        return self._variance(output_gradients(self.net, self.w, X))
+
+    def _variance(self, G):
+        """g_kᵀ A⁻¹ g_k (M, K) for the gradients G (M, K, W)."""
         M, K, W = G.shape
         solved = self._cholesky.solve(G.reshape(M * K, W).T).T.reshape(M, K, W)
         return np.einsum("mkw,mkw->mk", G, solved)
@@ -249,8 +249,9 @@ class Laplace:
         if self.net.loss.name != "bce":
             raise ValueError("predictive_probability is the binary-classification (bce) form of §5.7.3; "
                              "this network's loss is %r" % self.net.loss.name)
-        a = self._linear_twin().forward(self.w, X)        # a_MAP(x), not logit(y): y may round to 1
-        kappa = 1.0 / np.sqrt(1.0 + np.pi * self.output_variance(X) / 8.0)
+        a, G = _activations_and_gradients(self.net, self.w, X)   # a_MAP(x), not logit(y): y may round to 1
+        a = self.net._finite(a, "w and X")
+        kappa = 1.0 / np.sqrt(1.0 + np.pi * self._variance(G) / 8.0)
         return _sigmoid(kappa * a)
 
     def reestimate(self):
@@ -271,11 +272,6 @@ class Laplace:
             raise ValueError("1/beta' = sum of squared residuals / (N d_L - gamma) needs more targets (%d) than "
                              "well-determined parameters (gamma = %.6g)" % (self._targets, gamma))
         return gamma / squared_norm, (self._targets - gamma) / self._residual_sum
-
-    def _linear_twin(self):
-        if self._twin is None:
-            self._twin = linear_twin(self.net)
-        return self._twin
 
 
 def laplace(net, w, X, T, alpha, beta=None):

@@ -1506,6 +1506,16 @@ cdef class Plan:
         return (np.asarray(A), np.asarray(Z), np.asarray(D1), np.asarray(D2) if second else None,
                 np.asarray(DELTA), np.asarray(S), np.asarray(LAM) if second else None), E
 
+    cdef tuple _forward_state(self, const double[::1] w, const double[:, ::1] X):
+        """The forward pass alone (5.48-5.49) of every sample: flat arrays (A, Z, D1), the output
+        layer's block of Z left unset (y is the loss's, see _output)."""
+        cdef Py_ssize_t N = X.shape[0]
+        require_finite(w, X, None, None)
+        cdef double[::1] A = np.empty(N * self.U), Z = np.empty(N * self.U), D1 = np.empty(N * self.U)
+        with nogil:
+            self._forward(&w[0], &X[0, 0], N, &A[0], &Z[0], &D1[0], NULL)
+        return np.asarray(A), np.asarray(Z), np.asarray(D1)
+
     # --- public methods ------------------------------------------------------------------------
 
     def forward(self, const double[::1] w, const double[:, ::1] X):
@@ -1826,18 +1836,19 @@ cdef class Plan:
         return diag
 
     def output_parameter_jacobian(self, const double[::1] w, const double[:, ::1] X):
-        """J[n, k, :] = da(L)_k/dw (N, K, W) at every row of X: the Jacobian backpropagation 5.74 from
-        da(L)/da(L) = I, then da_k/dW(l)_ji = B(l)_kj z~(l-1)_i (5.53) -- the outer product's F_n with
-        R_n = I. Independent of the loss and of the output biases."""
+        """(a, J): the output activations a(L) (N, K) and J[n, k, :] = da(L)_k/dw (N, K, W) at every row of
+        X, J by the Jacobian backpropagation 5.74 from da(L)/da(L) = I, then da_k/dW(l)_ji = B(l)_kj
+        z~(l-1)_i (5.53) -- the outer product's F_n with R_n = I. J is independent of the loss and of the
+        output biases; a is not checked for overflow here."""
         cdef Py_ssize_t N = X.shape[0], K = self.d[self.L], n, k
-        (A, Z, D1, D2, DELTA, S, LAM), E = self._state(w, X, np.zeros((N, K)), False)
+        A, Z, D1 = self._forward_state(w, X)
         cdef double[::1] top = np.zeros(N * K * K)
         for n in range(N):
             for k in range(K):
                 top[(n * K + k) * K + k] = 1.0
         cdef double[::1] J = self._parameter_jacobian(self._sensitivities(w, D1, N, top), X, Z, N, 0, N)
         require_finite_result(0.0, &J[0], N * K * self.n_params, "w and X")
-        return np.asarray(J).reshape(N, K, self.n_params)
+        return A[N * self.uoff[self.L]:].reshape(N, K).copy(), np.asarray(J).reshape(N, K, self.n_params)
 
     def outer_product(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
         """G = sum_n J_n^T Lambda_n J_n (W, W) with J_n = da(L)/dw: the generalised Gauss-Newton /

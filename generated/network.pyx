@@ -399,7 +399,10 @@ cdef extern from *:
             for (ptrdiff_t i = 0; i < nb; ++i) { amax_[i] = A0[i * K]; sum_[i] = 0.0; seen_[i] = 0.0; }
             for (ptrdiff_t k = 1; k < K; ++k) {
                 DERIVE_SIMD
-                for (ptrdiff_t i = 0; i < nb; ++i) amax_[i] = fmax(amax_[i], A0[i * K + k]);
+                for (ptrdiff_t i = 0; i < nb; ++i) {   /* not fmax: a libm call that keeps the loop scalar */
+                    const double x = A0[i * K + k];
+                    amax_[i] = x > amax_[i] ? x : amax_[i];
+                }
             }
             /* sum_ = sum of exp(a_m - amax) over every m but one maximum (whose term is 1), so that
                lsum = log1p(sum_) keeps the digits that 1 + sum_ would round away */
@@ -619,7 +622,10 @@ cdef extern from *:
             for (ptrdiff_t i = 0; i < nb; ++i) { amax_[i] = A0[i * K]; sum_[i] = 0.0; seen_[i] = 0.0; }
             for (ptrdiff_t k = 1; k < K; ++k) {
                 DERIVE_SIMD
-                for (ptrdiff_t i = 0; i < nb; ++i) amax_[i] = fmax(amax_[i], A0[i * K + k]);
+                for (ptrdiff_t i = 0; i < nb; ++i) {   /* not fmax: a libm call that keeps the loop scalar */
+                    const double x = A0[i * K + k];
+                    amax_[i] = x > amax_[i] ? x : amax_[i];
+                }
             }
             /* sum_ = sum of exp(a_m - amax) over every m but one maximum (whose term is 1), so that
                lsum = log1p(sum_) keeps the digits that 1 + sum_ would round away */
@@ -681,7 +687,10 @@ cdef extern from *:
             for (ptrdiff_t i = 0; i < nb; ++i) { amax_[i] = A0[i * K]; sum_[i] = 0.0; seen_[i] = 0.0; }
             for (ptrdiff_t k = 1; k < K; ++k) {
                 DERIVE_SIMD
-                for (ptrdiff_t i = 0; i < nb; ++i) amax_[i] = fmax(amax_[i], A0[i * K + k]);
+                for (ptrdiff_t i = 0; i < nb; ++i) {   /* not fmax: a libm call that keeps the loop scalar */
+                    const double x = A0[i * K + k];
+                    amax_[i] = x > amax_[i] ? x : amax_[i];
+                }
             }
             /* sum_ = sum of exp(a_m - amax) over every m but one maximum (whose term is 1), so that
                lsum = log1p(sum_) keeps the digits that 1 + sum_ would round away */

@@ -31,7 +31,9 @@ def trained(net, X, T, alpha, beta=1.0, seed=1):
         return beta * E + 0.5 * alpha * w @ w, beta * g + alpha * w
     result = minimize(objective, net.init(seed), jac=True, method="L-BFGS-B",
                       options=dict(gtol=1e-11, ftol=1e-15, maxiter=20000))
-    assert np.linalg.norm(objective(result.x)[1]) < 1e-5
+    # stationary to 1e-5 per unit of beta: the objective's scale (L-BFGS's last steps are at rounding level
+    # there, and where they end depends on the BLAS kernels' order of summation)
+    assert np.linalg.norm(objective(result.x)[1]) < 1e-5 * max(1.0, beta)
     return result.x
 
 

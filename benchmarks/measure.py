@@ -75,25 +75,31 @@ def time_calls(fn, budget, trace_memory=False):
     return Timing(times, result, peak, batch)
 
 
-def paired_ratio(fn_a, fn_b, budget, min_pairs=7):
+def paired_ratio(fn_a, fn_b, budget, min_pairs=7, pause=0.0, max_pairs=None):
     """The cost of ``fn_a`` as a multiple of ``fn_b``'s, measured in alternating pairs: each pair times a
     batch of ``fn_a`` calls and, right after it, a batch of ``fn_b`` calls (batches sized as in
-    time_calls), until at least ``min_pairs`` pairs were timed and together they took ``budget.target``
-    seconds, or ``budget.max_reps`` pairs were. Returns the ratio of each pair (a/b, per call). The two
-    calls of a pair meet the same state of the machine -- on a VM whose cores slow down by a third for
+    time_calls, for ``max_pairs`` samples, default ``budget.max_reps``), until at least ``min_pairs`` pairs
+    were timed and together they took ``budget.target`` seconds, or ``max_pairs`` pairs were. Returns the
+    ratio of each pair (a/b, per call). The two calls of a pair meet the same state of the machine -- on a VM whose cores slow down by a third for
     minutes at a time the medians of two cells timed seconds apart do not -- so the median of these
-    ratios is the steadier estimate of a ratio of two kernels of one implementation."""
+    ratios is the steadier estimate of a ratio of two kernels of one implementation. With ``pause`` > 0,
+    each batch is preceded by that many seconds of sleep (not counted in ``budget.target``): for two
+    implementations with thread pools of their own, whose threads keep spinning for a while after their
+    last task and would slow the other's batch right after."""
+    max_pairs = max_pairs or budget.max_reps
     time.sleep(SETTLE_S)
     fn_a(), fn_b()
     calls = []
     for fn in (fn_a, fn_b):
         start = time.perf_counter()
         fn()
-        calls.append(batch_size(time.perf_counter() - start, budget))
+        calls.append(batch_size(time.perf_counter() - start, budget, max_pairs))
     ratios, elapsed = [], 0.0
-    while len(ratios) < min_pairs or (elapsed < budget.target and len(ratios) < budget.max_reps):
+    while len(ratios) < min_pairs or (elapsed < budget.target and len(ratios) < max_pairs):
         took = []
         for fn, batch in zip((fn_a, fn_b), calls):
+            if pause:
+                time.sleep(pause)
             start = time.perf_counter()
             for _ in range(batch):
                 fn()
@@ -103,12 +109,12 @@ def paired_ratio(fn_a, fn_b, budget, min_pairs=7):
     return ratios
 
 
-def batch_size(call_s, budget):
-    """Calls per timed sample for calls of ``call_s`` seconds: as many as let ``budget.max_reps`` samples
-    last ``budget.target`` (at least 1). One call per sample would time a call of a few microseconds for
+def batch_size(call_s, budget, samples=None):
+    """Calls per timed sample for calls of ``call_s`` seconds: as many as let ``samples`` (default
+    ``budget.max_reps``) samples last ``budget.target`` (at least 1). One call per sample would time a call of a few microseconds for
     a fraction of a millisecond in all, most of it while the core, its caches and the threads are still
     waking up from the pause before the cell, and penalise the fastest implementation."""
-    return max(1, math.ceil(budget.target / (budget.max_reps * max(call_s, 1e-9))))
+    return max(1, math.ceil(budget.target / ((samples or budget.max_reps) * max(call_s, 1e-9))))
 
 
 def peak_mib(fn):

@@ -29,6 +29,10 @@ from problems import KERNELS, LOSSES, PROBLEMS, make_case, select
 TOLERANCE = 1e-8
 EXPENSIVE = ("hessian", "diagonal", "outer")    # the peer cells that may be skipped
 HVP_RATIO_PROBLEMS = ("medium", "large", "hvp-big")   # the target "derive's HVP costs at most 2.5x its gradient"
+PAIRED_KERNELS = ("gradient", "hvp", "hessian")        # the targets that compare derive with a peer
+PAIR_MAX_S = 0.05   # seconds per call (derive's and the peer's) up to which such a target is also timed in pairs
+PAIR_PAUSE_S = 0.05  # sleep before each batch of a derive/peer pair: the other's threads stop spinning
+PEER_PAIRS = 15      # derive/peer pairs (batches sized so that they take the budget's target)
 PEER_MODULES = (("impl_torch", "torch.func", "torch"), ("impl_jax", "JAX", "jax"))
 
 
@@ -102,6 +106,7 @@ class Benchmark:
         self.estimator = measure.Estimator()
         self.rows = []
         self.paired = {}    # (problem name, loss) -> derive's HVP/gradient ratios in alternating pairs
+        self.paired_peer = {}   # (problem name, loss, kernel) -> (peer name, peer/derive ratios in pairs)
         self.start = time.perf_counter()
 
     def warm_up(self):
@@ -128,6 +133,7 @@ class Benchmark:
             self.check(row, case, impls[1:])
             self.rows.append(row)
             self.report_progress(row)
+            self.pair_with_peer(row, impls)
             for cell in cells.values():
                 cell.result = None
             gc.collect()
@@ -141,6 +147,26 @@ class Benchmark:
         log("[%6.1f s] %-8s %-3s derive HVP/gradient in %d alternating pairs: median %.3f (%.3f-%.3f)"
             % (time.perf_counter() - self.start, problem.name, loss, len(ratios), float(np.median(ratios)),
                min(ratios), max(ratios)))
+
+    def pair_with_peer(self, row, impls):
+        """The peer a target compares derive with (JAX for the gradient and HVP, the faster peer for the
+        Hessian) timed against derive in alternating pairs (measure.paired_ratio), where both calls take
+        at most PAIR_MAX_S: those targets are ratios of calls of a few microseconds to milliseconds, and
+        two cells timed seconds apart can meet this VM at different speeds (the cells stay in the table)."""
+        if row.kernel not in PAIRED_KERNELS:
+            return
+        timed = {name: cell for name, cell in row.cells.items() if name != "derive" and cell.median is not None}
+        name = ("JAX" if "JAX" in timed else None) if row.kernel != "hessian" else \
+            min(timed, key=lambda n: timed[n].median, default=None)
+        if name is None or max(timed[name].median, row.cells["derive"].median) > PAIR_MAX_S:
+            return
+        derive_impl, peer = impls[0], next(impl for impl in impls if impl.name == name)
+        ratios = measure.paired_ratio(peer.function(row.kernel), derive_impl.function(row.kernel), self.budget,
+                                      min_pairs=PEER_PAIRS, pause=PAIR_PAUSE_S, max_pairs=PEER_PAIRS)
+        self.paired_peer[row.problem.name, row.loss, row.kernel] = (name, ratios)
+        log("[%6.1f s] %-8s %-3s %-8s %s/derive in %d alternating pairs: median %.2f (%.2f-%.2f)"
+            % (time.perf_counter() - self.start, row.problem.name, row.loss, row.kernel, name, len(ratios),
+               float(np.median(ratios)), min(ratios), max(ratios)))
 
     def run_derive(self, impl, kernel):
         impl.net.release_memory()   # the first, traced, call then allocates all the memory it uses
@@ -331,11 +357,13 @@ TARGETS = (
 )
 
 
-def target_lines(rows, rate, paired=None):
+def target_lines(rows, rate, paired=None, paired_peer=None):
     """PASS/MISS for each of the issue's performance targets that this run measured, by target. The HVP's
     cost relative to the gradient is the median ratio of ``paired`` ((problem, loss) -> ratios of
-    alternating pairs) where it holds the case, else the ratio of the two cells' medians."""
-    paired = paired or {}
+    alternating pairs) where it holds the case, else the ratio of the two cells' medians; likewise a
+    comparison with a peer uses ``paired_peer`` ((problem, loss, kernel) -> (peer, peer/derive ratios))
+    where it holds that row and peer."""
+    paired, paired_peer = paired or {}, paired_peer or {}
     find = {(r.problem.name, r.loss, r.kernel): r for r in rows}
     verdicts = []                    # (target index, row, ok, measured value as text)
 
@@ -343,22 +371,30 @@ def target_lines(rows, rate, paired=None):
         row = find.get((name, loss, kernel))
         return row.cells["derive"].median if row else None
 
+    def versus(row, peer, cell_ratio):
+        """(ratio, text): the paired median where ``peer`` was paired with derive on ``row``, else the cells'."""
+        pair = paired_peer.get((row.problem.name, row.loss, row.kernel))
+        if pair is None or pair[0] != peer:
+            return cell_ratio, ""
+        ratio = float(np.median(pair[1]))
+        return ratio, "; median of %d alternating pairs, the cells' medians give %.2f×" % (len(pair[1]), cell_ratio)
+
     for (name, loss, kernel), row in find.items():
         d = row.cells["derive"].median
         peers = {n: c for n, c in row.cells.items() if n != "derive" and _seconds(c) is not None}
         if kernel == "hessian" and peers:
             best, cell = min(peers.items(), key=lambda item: _seconds(item[1]))
-            ratio = _seconds(cell) / d
-            verdicts.append((0, row, ratio >= 10, "%s%.1f× (vs %s%s)" % (
-                "~" if cell.skipped else "", ratio, best, ", estimated" if cell.skipped else "")))
+            ratio, paired_text = versus(row, best, _seconds(cell) / d)
+            verdicts.append((0, row, ratio >= 10, "%s%.1f× (vs %s%s%s)" % (
+                "~" if cell.skipped else "", ratio, best, ", estimated" if cell.skipped else "", paired_text)))
         if kernel == "hessian" and name in ("medium", "large", "deep"):
             ratio = d / bound_seconds(row.problem, rate)
             verdicts.append((1, row, ratio <= 3, "%.1f× the bound" % ratio))
         if kernel in ("gradient", "hvp") and "JAX" in peers:
             need = 5 if name in ("tiny", "small") else 1
-            ratio = peers["JAX"].median / d
+            ratio, paired_text = versus(row, "JAX", peers["JAX"].median / d)
             verdicts.append((2 if kernel == "gradient" else 3, row, ratio > need if need == 1 else ratio >= need,
-                             "%.2f× (need %s)" % (ratio, "≥5×" if need == 5 else ">1×")))
+                             "%.2f× (need %s%s)" % (ratio, "≥5×" if need == 5 else ">1×", paired_text)))
         if kernel == "hvp" and name in HVP_RATIO_PROBLEMS and derive_seconds(name, loss, "gradient"):
             cells = d / derive_seconds(name, loss, "gradient")
             if (name, loss) in paired:
@@ -465,7 +501,7 @@ def main(argv=None):
     print()
     for line in bound_lines(bench.rows, rate):
         print(line)
-    targets = target_lines(bench.rows, rate, bench.paired)
+    targets = target_lines(bench.rows, rate, bench.paired, bench.paired_peer)
     if targets:
         print("\nThe issue's targets (measured in this run):")
         for line in targets:
@@ -477,7 +513,11 @@ def main(argv=None):
                        "bound_seconds": {p.name: bound_seconds(p, rate) for p in args.problems},
                        "rows": [row.record() for row in bench.rows],
                        "hvp_over_gradient_pairs": [{"problem": name, "loss": loss, "ratios": ratios}
-                                                   for (name, loss), ratios in bench.paired.items()]},
+                                                   for (name, loss), ratios in bench.paired.items()],
+                       "peer_over_derive_pairs": [{"problem": name, "loss": loss, "kernel": kernel, "peer": peer,
+                                                   "ratios": ratios}
+                                                  for (name, loss, kernel), (peer, ratios)
+                                                  in bench.paired_peer.items()]},
                       f, indent=1)
     if failures:
         print("\nFAIL: %d result(s) disagree with the peers by more than %g:" % (len(failures), TOLERANCE))

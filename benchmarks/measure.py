@@ -15,19 +15,21 @@ class Budget:
     took ``target`` seconds, or ``max_reps`` were timed. A first call that takes ``single`` seconds or
     more is the only measurement (the cell would otherwise cost at least 4 × single). A peer's
     Hessian, diagonal or outer product whose estimated time exceeds ``peer_limit`` seconds is
-    skipped; so is a peer Hessian of more than ``peer_max_params`` parameters."""
+    skipped; so is a peer Hessian of more than ``peer_max_params`` parameters. ``peer_pairs``: how many
+    alternating pairs of derive and a peer time a ratio that a target compares (see paired_ratio)."""
     target: float
     min_reps: int
     max_reps: int
     single: float
     peer_limit: float
     peer_max_params: float
+    peer_pairs: int
 
 
 FULL = Budget(target=0.5, min_reps=3, max_reps=100, single=15.0, peer_limit=120.0,
-              peer_max_params=float("inf"))
+              peer_max_params=float("inf"), peer_pairs=15)
 QUICK = Budget(target=0.1, min_reps=3, max_reps=20, single=0.5, peer_limit=20.0,
-               peer_max_params=3000)
+               peer_max_params=3000, peer_pairs=7)
 
 
 @dataclass
@@ -75,7 +77,7 @@ def time_calls(fn, budget, trace_memory=False):
     return Timing(times, result, peak, batch)
 
 
-def paired_ratio(fn_a, fn_b, budget, min_pairs=7, pause=0.0, max_pairs=None):
+def paired_ratio(fn_a, fn_b, budget, min_pairs=7, pause=0.0, max_pairs=None, warm=0.0):
     """The cost of ``fn_a`` as a multiple of ``fn_b``'s, measured in alternating pairs: each pair times a
     batch of ``fn_a`` calls and, right after it, a batch of ``fn_b`` calls (batches sized as in
     time_calls, for ``max_pairs`` samples, default ``budget.max_reps``), until at least ``min_pairs`` pairs
@@ -83,9 +85,12 @@ def paired_ratio(fn_a, fn_b, budget, min_pairs=7, pause=0.0, max_pairs=None):
     ratio of each pair (a/b, per call). The two calls of a pair meet the same state of the machine -- on a VM whose cores slow down by a third for
     minutes at a time the medians of two cells timed seconds apart do not -- so the median of these
     ratios is the steadier estimate of a ratio of two kernels of one implementation. With ``pause`` > 0,
-    each batch is preceded by that many seconds of sleep (not counted in ``budget.target``): for two
-    implementations with thread pools of their own, whose threads keep spinning for a while after their
-    last task and would slow the other's batch right after."""
+    each batch is preceded by that many seconds of sleep and then by ``warm`` seconds of untimed calls
+    of the same function (neither counted in ``budget.target``): for two implementations with thread
+    pools of their own, whose threads keep spinning for a while after their last task and would slow the
+    other's batch right after, while the first calls after a sleep wake the cores and threads up again
+    (a 32 µs two-thread call took 210 µs as the first after 50 ms of sleep) and would otherwise count
+    against whichever implementation uses more cores."""
     max_pairs = max_pairs or budget.max_reps
     time.sleep(SETTLE_S)
     fn_a(), fn_b()
@@ -100,6 +105,9 @@ def paired_ratio(fn_a, fn_b, budget, min_pairs=7, pause=0.0, max_pairs=None):
         for fn, batch in zip((fn_a, fn_b), calls):
             if pause:
                 time.sleep(pause)
+                until = time.perf_counter() + warm
+                while time.perf_counter() < until:
+                    fn()
             start = time.perf_counter()
             for _ in range(batch):
                 fn()

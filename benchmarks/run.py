@@ -31,8 +31,8 @@ EXPENSIVE = ("hessian", "diagonal", "outer")    # the peer cells that may be ski
 HVP_RATIO_PROBLEMS = ("medium", "large", "hvp-big")   # the target "derive's HVP costs at most 2.5x its gradient"
 PAIRED_KERNELS = ("gradient", "hvp", "hessian")        # the targets that compare derive with a peer
 PAIR_MAX_S = 0.05   # seconds per call (derive's and the peer's) up to which such a target is also timed in pairs
-PAIR_PAUSE_S = 0.05  # sleep before each batch of a derive/peer pair: the other's threads stop spinning
-PEER_PAIRS = 15      # derive/peer pairs (batches sized so that they take the budget's target)
+PAIR_PAUSE_S = 0.03  # sleep before each batch of a derive/peer pair: the other's threads stop spinning,
+PAIR_WARM_S = 0.01   # then untimed calls: the cores and threads wake up again (see measure.paired_ratio)
 PEER_MODULES = (("impl_torch", "torch.func", "torch"), ("impl_jax", "JAX", "jax"))
 
 
@@ -162,7 +162,8 @@ class Benchmark:
             return
         derive_impl, peer = impls[0], next(impl for impl in impls if impl.name == name)
         ratios = measure.paired_ratio(peer.function(row.kernel), derive_impl.function(row.kernel), self.budget,
-                                      min_pairs=PEER_PAIRS, pause=PAIR_PAUSE_S, max_pairs=PEER_PAIRS)
+                                      min_pairs=self.budget.peer_pairs, max_pairs=self.budget.peer_pairs,
+                                      pause=PAIR_PAUSE_S, warm=PAIR_WARM_S)
         self.paired_peer[row.problem.name, row.loss, row.kernel] = (name, ratios)
         log("[%6.1f s] %-8s %-3s %-8s %s/derive in %d alternating pairs: median %.2f (%.2f-%.2f)"
             % (time.perf_counter() - self.start, row.problem.name, row.loss, row.kernel, name, len(ratios),

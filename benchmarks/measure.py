@@ -82,8 +82,9 @@ def paired_ratio(fn_a, fn_b, budget, min_pairs=7, pause=0.0, max_pairs=None, war
     batch of ``fn_a`` calls and, right after it, a batch of ``fn_b`` calls (batches sized as in
     time_calls, for ``max_pairs`` samples, default ``budget.max_reps``), until at least ``min_pairs`` pairs
     were timed and together they took ``budget.target`` seconds, or ``max_pairs`` pairs were. Returns the
-    ratio of each pair (a/b, per call). The two calls of a pair meet the same state of the machine -- on a VM whose cores slow down by a third for
-    minutes at a time the medians of two cells timed seconds apart do not -- so the median of these
+    ratio of each pair (a/b, per call). The two calls of a pair meet the same state of the machine -- on
+    a VM whose cores slow down by a third for minutes at a time the medians of two cells timed seconds
+    apart do not -- so the median of these
     ratios is the steadier estimate of a ratio of two kernels of one implementation. With ``pause`` > 0,
     each batch is preceded by that many seconds of sleep and then by ``warm`` seconds of untimed calls
     of the same function (neither counted in ``budget.target``): for two implementations with thread
@@ -119,8 +120,8 @@ def paired_ratio(fn_a, fn_b, budget, min_pairs=7, pause=0.0, max_pairs=None, war
 
 def batch_size(call_s, budget, samples=None):
     """Calls per timed sample for calls of ``call_s`` seconds: as many as let ``samples`` (default
-    ``budget.max_reps``) samples last ``budget.target`` (at least 1). One call per sample would time a call of a few microseconds for
-    a fraction of a millisecond in all, most of it while the core, its caches and the threads are still
+    ``budget.max_reps``) samples last ``budget.target`` (at least 1). One call per sample would time a
+    call of a few microseconds for a fraction of a millisecond in all, most of it while the core, its caches and the threads are still
     waking up from the pause before the cell, and penalise the fastest implementation."""
     return max(1, math.ceil(budget.target / ((samples or budget.max_reps) * max(call_s, 1e-9))))
 

@@ -156,8 +156,10 @@ class Benchmark:
         if row.kernel not in PAIRED_KERNELS:
             return
         timed = {name: cell for name, cell in row.cells.items() if name != "derive" and cell.median is not None}
-        name = ("JAX" if "JAX" in timed else None) if row.kernel != "hessian" else \
-            min(timed, key=lambda n: timed[n].median, default=None)
+        if row.kernel == "hessian":
+            name = min(timed, key=lambda n: timed[n].median, default=None)
+        else:
+            name = "JAX" if "JAX" in timed else None
         if name is None or max(timed[name].median, row.cells["derive"].median) > PAIR_MAX_S:
             return
         derive_impl, peer = impls[0], next(impl for impl in impls if impl.name == name)

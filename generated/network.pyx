@@ -1597,10 +1597,12 @@ cdef class Plan:
         cdef Py_ssize_t P = self._blocks(N, cost), rows = (N + P - 1) // P, i, p
         cdef bint transposed = self._transposed(kind)
         cdef Py_ssize_t size = self._block_work(kind, min(rows, self._tile(kind))) + self._copies(kind, transposed)
-        cdef Py_ssize_t partial = self.n_params if kind == GRADIENT or kind == HVP else 0
+        cdef Py_ssize_t summed = self.n_params if kind == GRADIENT or kind == HVP else 0
         P = (N + rows - 1) // rows
-        size = (size + 7) // 8 * 8           # every block's memory on cache lines of its own
-        cdef double* work = self.lender.take(P * size + (P - 1) * partial + P)
+        size = (size + 7) // 8 * 8           # every block's memory and sum on 64-byte cache lines of its own
+        cdef Py_ssize_t partial = (summed + 7) // 8 * 8
+        cdef double* taken = self.lender.take(P * size + (P - 1) * partial + P + 8)
+        cdef double* work = <double*>((<size_t>taken + 63) & ~(<size_t>63))
         cdef double* E = work + P * size + (P - 1) * partial
         cdef double total = 0.0
         try:
@@ -1611,16 +1613,16 @@ cdef class Plan:
                     derive_blas_single_begin()
                     for p in prange(P, num_threads=P, schedule="static"):
                         self._sample_block(kind, w, X, T, v, N, rows, p, transposed, work + p * size, size,
-                                             self._block_output(kind, out, p, rows,
-                                                                work + P * size + (p - 1) * partial), E)
+                                           self._block_output(kind, out, p, rows,
+                                                              work + P * size + (p - 1) * partial), E)
                     derive_blas_single_end()
                     for p in range(1, P):
-                        for i in range(partial):
+                        for i in range(summed):
                             out[i] += work[P * size + (p - 1) * partial + i]
                 for p in range(P):
                     total += E[p]
         finally:
-            self.lender.give(work)
+            self.lender.give(taken)
         return total
 
     cdef inline double* _block_output(self, int kind, double* out, Py_ssize_t p, Py_ssize_t rows,

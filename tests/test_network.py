@@ -5,6 +5,10 @@ as expressions (compiled on demand): the gradient matches central differences of
 the Hessian matches central differences of the gradient (5.91) and is symmetric, and hvp(v) equals
 hessian @ v. The references here are written independently of derive's own `check` module.
 """
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -203,6 +207,35 @@ def test_threaded_blocks_agree_with_one_block(N, threaded_blocks):
     threaded = first_order_results(net, w, X, T, v)
     threaded_blocks._set_part_work(1 << 62)
     assert_first_order_results_agree(threaded, first_order_results(net, w, X, T, v))
+
+
+THREE_BLOCKS_SCRIPT = """
+import numpy as np, derive
+from derive.kernels import load_network
+network = load_network()
+assert network.threading_info()["threads"] == 3, network.threading_info()
+net = derive.MLP([5, 6, 4, 3], activation="tanh", loss="ce")
+rng = np.random.default_rng(5)
+w, v = rng.normal(size=net.n_params), rng.normal(size=net.n_params)
+X, T = rng.normal(size=(10, 5)), rng.uniform(size=(10, 3))
+def results():
+    return [np.atleast_1d(net.error(w, X, T)), net.gradient(w, X, T), net.hvp(w, X, T, v), net.jacobian(w, X).ravel()]
+network._set_part_work(1)
+three = results()
+network._set_part_work(1 << 62)
+one = results()
+print(max(float(np.max(np.abs(a - b)) / np.max(np.abs(b))) for a, b in zip(three, one)))
+"""
+
+
+def test_three_threaded_blocks_agree_with_one_block(threaded_blocks):
+    """With three OpenMP threads (more than the CI machine's cores) the samples run in three blocks, each
+    with its own working memory and sum; they must add up to what one block gives."""
+    env = dict(os.environ, OMP_NUM_THREADS="3")
+    done = subprocess.run([sys.executable, "-c", THREE_BLOCKS_SCRIPT], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) <= 1e-13
 
 
 @pytest.mark.parametrize("loss", sorted(derive.LOSSES))

@@ -88,9 +88,16 @@ def _simplify(expr):
     """SymPy's simplification, kept only if it is shorter and brings in no new function.
 
     A new function is where simplification hurts numerically: 1 - tanh(a)**2 becomes cosh(a)**-2 and
-    -2 sinh(a)/cosh(a)**3 overflows to inf/inf for large |a|, where the tanh form is exact.
+    -2 sinh(a)/cosh(a)**3 overflows to inf/inf for large |a|, where the tanh form is exact. Where SymPy's
+    simplification itself fails (it raised "The argument 'nan' is not comparable" on a Max of a sign),
+    the unsimplified form, which is exact, is kept.
     """
-    simplified = sp.simplify(expr)
+    try:
+        simplified = sp.simplify(expr)
+    except DerivationError:      # the time limit (derive.limits)
+        raise
+    except Exception:
+        return expr
     new_functions = _function_types(simplified) - _function_types(expr)
     if new_functions or sp.count_ops(simplified) > sp.count_ops(expr):
         return expr

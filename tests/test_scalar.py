@@ -175,6 +175,23 @@ def test_kink_conventions():
     assert float(float_form(leaky.d1)(np.float64(0.0))) == 0.01
 
 
+def test_an_expression_that_sympys_simplify_fails_on_still_derives():
+    """sp.simplify raised ValueError("The argument 'nan' is not comparable") on h' of this expression (found
+    by the random-expression test); the unsimplified derivative is exact and is kept."""
+    text = "Piecewise((a, a > 0), (Max(Max(Abs(1), Max(a, a)), (sign(a) + sqrt(2))), True))"
+    s = derive_scalar(derive.Activation.from_expression(text))
+
+    def h(x):
+        return x if x > 0 else max(1, x, mpmath.sign(x) + mpmath.sqrt(2))
+
+    f1, f2 = mp_form(s.d1), mp_form(s.d2)
+    for x in (-3.0, -0.5, 0.25, 1.5):
+        d1_ref, d2_ref = central_differences(h, x)
+        with mpmath.workdps(50):
+            assert close(f1(mpmath.mpf(x), 0), d1_ref, 1e-12, 1e-12), x
+            assert close(f2(mpmath.mpf(x), 0), d2_ref, 1e-12, 1e-12), x
+
+
 def test_softplus_does_not_overflow():
     s = derive_scalar(derive.ACTIVATIONS["softplus"])
     with np.errstate(over="raise", invalid="raise"):

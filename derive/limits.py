@@ -36,12 +36,14 @@ def time_limit(what, seconds=None):
         yield
         return
 
-    body = {"running": True}
+    body = {"running": True, "expired": False}
+    message = ("%s took longer than %g s and was stopped; simplify the expression, or raise the limit with "
+               "DERIVE_TIME_LIMIT=<seconds>" % (what, seconds))
 
     def expire(signum, frame):
         if body["running"]:
-            raise DerivationError("%s took longer than %g s and was stopped; simplify the expression, or "
-                                  "raise the limit with DERIVE_TIME_LIMIT=<seconds>" % (what, seconds))
+            body["expired"] = True
+            raise DerivationError(message)
 
     previous = signal.signal(signal.SIGALRM, expire)
     # After the limit the alarm repeats every REPEAT_SECONDS: SymPy code that catches and drops one
@@ -49,6 +51,12 @@ def time_limit(what, seconds=None):
     signal.setitimer(signal.ITIMER_REAL, seconds, REPEAT_SECONDS)
     try:
         yield
+    except DerivationError:
+        raise
+    except Exception as error:
+        if body["expired"]:     # SymPy code that caught the interruption raised an error of its own instead
+            raise DerivationError(message) from error
+        raise
     finally:
         body["running"] = False      # first: an alarm from here on is ignored, never raised in cleanup
         signal.setitimer(signal.ITIMER_REAL, 0)

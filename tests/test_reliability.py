@@ -462,6 +462,19 @@ def test_the_time_limit_stops_work_that_swallows_the_first_interruption():
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)      # nothing left armed
 
 
+def test_an_error_raised_in_place_of_the_interruption_is_reported_as_the_time_limit():
+    from derive.limits import time_limit
+    with pytest.raises(derive.DerivationError, match="longer than") as raised:
+        with time_limit("the work", 0.1):
+            try:
+                while True:
+                    pass
+            except derive.DerivationError:   # as SymPy code that turns any exception into one of its own
+                raise ValueError("not comparable")
+    assert isinstance(raised.value.__cause__, ValueError)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
 FUNCTIONS = ["exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh", "atan", "asinh", "erf", "Abs",
              "sign", "sigmoid", "softplus", "relu", "silu", "gelu"]
 leaves = st.sampled_from(["a", "a", "1", "2", "0.5", "pi", "E", "3"])

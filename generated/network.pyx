@@ -1660,8 +1660,8 @@ cdef class Plan:
         return (2 if kind == HVP else 1) * 2 * self.n_params
 
     cdef void _sample_block(self, int kind, const double* w, const double* X, const double* T,
-                              const double* v, Py_ssize_t N, Py_ssize_t rows, Py_ssize_t p, bint transposed,
-                              double* work, Py_ssize_t size, double* out, double* E) noexcept nogil:
+                            const double* v, Py_ssize_t N, Py_ssize_t rows, Py_ssize_t p, bint transposed,
+                            double* work, Py_ssize_t size, double* out, double* E) noexcept nogil:
         """Block p (samples p*rows ...), in the thread that runs it, with ``size`` doubles of working
         memory; with ``transposed`` it first makes its own copies of w (and v) with their transposed
         weights at the end of that memory. (One copy made by the calling thread for every block cost the

@@ -162,3 +162,14 @@ def threaded_blocks():
     old = network._set_part_work(1)
     yield network
     network._set_part_work(old)
+
+
+@pytest.fixture(params=["lanes", "blas"])
+def hvp_passes(request):
+    """H v through derive_lanes (samples in SIMD lanes, which the HVP of a narrow network takes; every
+    network of the tests is narrow) or through the BLAS passes of the wider ones: the test runs once each."""
+    from derive.kernels import load_network
+    network = load_network()
+    old = network._set_lanes(1 << 40 if request.param == "lanes" else 0, 128)
+    yield request.param
+    network._set_lanes(*old)

@@ -199,7 +199,7 @@ def with_each_setting(setter, values, compute):
 
 
 @pytest.mark.parametrize("N", [2, 3, 7, 64])
-def test_threaded_blocks_agree_with_one_block(N, threaded_blocks):
+def test_threaded_blocks_agree_with_one_block(N, threaded_blocks, hvp_passes):
     net = derive.MLP([5, 6, 4, 3], activation="tanh", loss="ce")
     rng = np.random.default_rng(N)
     w, v = rng.normal(size=net.n_params), rng.normal(size=net.n_params)
@@ -239,7 +239,7 @@ def test_three_threaded_blocks_agree_with_one_block(threaded_blocks):
 
 
 @pytest.mark.parametrize("loss", sorted(derive.LOSSES))
-def test_samples_taken_in_tiles_of_one_agree_with_one_tile(loss):
+def test_samples_taken_in_tiles_of_one_agree_with_one_tile(loss, hvp_passes):
     """A block's samples run in tiles (sized to the core's cache) whose sums are added; tiles of one
     sample must give what one tile of all samples gives."""
     from derive.kernels import load_network
@@ -249,15 +249,44 @@ def test_samples_taken_in_tiles_of_one_agree_with_one_tile(loss):
     v = np.random.default_rng(9).normal(size=net.n_params)
     whole = first_order_results(net, w, X, T, v)
     old = network._set_tile(1, 1)
+    lanes_scratch, lanes_tile = network._set_lanes(0, 1)     # the passes hvp_passes chose, in tiles of one
+    network._set_lanes(lanes_scratch, 1)
     try:
         tiled = first_order_results(net, w, X, T, v)
     finally:
         network._set_tile(*old)
+        network._set_lanes(lanes_scratch, lanes_tile)
     assert_first_order_results_agree(tiled, whole)
 
 
+@pytest.mark.parametrize("N", [1, 8, 13, 150])
+@pytest.mark.parametrize("sizes, activation, loss", [
+    ([3, 2], "tanh", "sse"), ([4, 7, 3], "relu", "ce"), ([5, 9, 3], "sigmoid", "bce"), ([2, 3, 4, 3], "sin", "ce"),
+    ([3, 5, 1, 6, 2], "leaky_relu", "sse"), ([6, 11, 13, 4], "softplus", "bce"), ([2, 17, 1], "gelu", "ce")])
+def test_hvp_with_samples_in_lanes_agrees_with_the_blas_passes(sizes, activation, loss, N):
+    """A narrow network's H v runs with 8 samples per vector (derive_lanes): with full and partial groups of
+    8, several tiles (150 samples), and tiles of one and of three samples, it must equal the BLAS passes'
+    H v to rounding, and H v with H from the Hessian kernel."""
+    from derive.kernels import load_network
+    network = load_network()
+    net = derive.MLP(sizes, activation=activation, loss=loss)
+    w, X, T = random_problem(net, seed=N + len(sizes), samples=N)
+    v = np.random.default_rng(N).normal(size=net.n_params)
+    expected = net.hessian(w, X, T) @ v
+    lanes = with_each_setting(lambda setting: network._set_lanes(*setting), [(1 << 40, tile) for tile in (128, 1, 3)],
+                              lambda: net.hvp(w, X, T, v))
+    old = network._set_lanes(0, 128)
+    try:
+        blas = net.hvp(w, X, T, v)
+    finally:
+        network._set_lanes(*old)
+    for hv in lanes:
+        assert rel(hv, blas) <= 1e-13
+        assert rel(hv, expected) <= 1e-10
+
+
 @pytest.mark.parametrize("sizes, loss", [([5, 6, 4, 3], "ce"), ([7, 2, 9], "sse"), ([3, 5, 6, 4, 2], "bce")])
-def test_forward_products_on_transposed_weights_agree_with_the_weights_themselves(sizes, loss):
+def test_forward_products_on_transposed_weights_agree_with_the_weights_themselves(sizes, loss, hvp_passes):
     """Small networks' forward and R-forward products read a transposed copy of the weights (see
     Plan._transposed); both ways must give the same error, gradient, H v and Jacobian, and match
     finite differences."""
@@ -306,7 +335,7 @@ def test_small_product_refuses_shapes_that_do_not_agree():
 
 
 @pytest.mark.parametrize("sizes, loss", [([9, 13, 7, 3], "ce"), ([4, 17, 2], "sse"), ([3, 5, 6, 4, 2], "bce")])
-def test_kernels_agree_with_every_product_through_blas(sizes, loss):
+def test_kernels_agree_with_every_product_through_blas(sizes, loss, hvp_passes):
     """Small products bypass BLAS (derive_small_product); with every product sent to BLAS instead,
     error, gradient, H v, Jacobian, Hessian and its diagonal must be the same, and match finite
     differences either way."""

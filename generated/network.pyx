@@ -844,7 +844,8 @@ cdef extern from *:
 
        so that H v for W(l) is one product over all samples, P(l) Q(l-1)^T (5.110L), and P(1) X for W(1);
        bias (U) gets the sums of R{delta(l)} over the samples (layer l at uoff[l]). Columns N .. np - 1
-       (np: N rounded up to DERIVE_LANES) are zero. Returns E = sum of E_n. The scratch (derive_lanes_scratch doubles) and P start
+       (np: N rounded up to DERIVE_LANES) are zero: the lanes of a group past its last sample repeat its
+       first sample's inputs, and their delta and R{delta} at the outputs are 0. Returns E = sum of E_n. The scratch (derive_lanes_scratch doubles) and P start
        64-byte aligned, ld is a multiple of DERIVE_LANES. */
     #define DERIVE_LANES 8
     typedef double derive_lanes_v __attribute__((vector_size(8 * DERIVE_LANES)));
@@ -964,16 +965,13 @@ cdef extern from *:
         for (ptrdiff_t j = 0; j < units; ++j)
             for (ptrdiff_t s = 0; s < DERIVE_LANES; ++s) out[j * ld + c + s] = s < nv ? v[j][s] : 0.0;
     }
-    /* z[i][s] = X[s * d0 + i], the group's inputs transposed; 0 in the lanes past nv */
+    /* z[i][s] = X[s * d0 + i], the group's inputs transposed; the lanes past nv repeat sample 0, so that
+       they compute only what a sample of the tile computes (inputs of 0 could meet an activation where it
+       is undefined, and the NaN of a lane would reach the sums over lanes through 0 * NaN) */
     static inline __attribute__((always_inline)) void derive_lanes_inputs(
             const double* X, ptrdiff_t d0, ptrdiff_t nv, derive_lanes_v* z) {
-        if (nv == DERIVE_LANES) {
-            for (ptrdiff_t s = 0; s < DERIVE_LANES; ++s)
-                for (ptrdiff_t i = 0; i < d0; ++i) z[i][s] = X[s * d0 + i];
-            return;
-        }
         for (ptrdiff_t s = 0; s < DERIVE_LANES; ++s)
-            for (ptrdiff_t i = 0; i < d0; ++i) z[i][s] = s < nv ? X[s * d0 + i] : 0.0;
+            for (ptrdiff_t i = 0; i < d0; ++i) z[i][s] = X[(s < nv ? s : 0) * d0 + i];
     }
 
     DERIVE_PRODUCT_CLONES

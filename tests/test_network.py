@@ -285,6 +285,16 @@ def test_hvp_with_samples_in_lanes_agrees_with_the_blas_passes(sizes, activation
         assert rel(hv, expected) <= 1e-10
 
 
+def test_hvp_in_lanes_of_a_partial_group_computes_nothing_outside_the_samples(tmp_path_factory, monkeypatch):
+    """Lanes past a group's last sample must not meet an activation where it is undefined: sqrt(a) is
+    defined at every sample's a = x - 1/2 but not at a = -1/2 (an input of 0); H v must be the Hessian's."""
+    monkeypatch.setenv("DERIVE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    net = derive.MLP([1, 1, 1], activation="sqrt(a)", loss="sse")
+    w, v = np.array([1.0, -0.5, 1.0, 0.0]), np.array([0.3, -1.0, 0.7, 2.0])
+    X, T = np.array([[1.0], [2.0], [3.0]]), np.array([[0.5], [-1.0], [2.0]])
+    assert rel(net.hvp(w, X, T, v), net.hessian(w, X, T) @ v) <= 1e-12
+
+
 @pytest.mark.parametrize("sizes, loss", [([5, 6, 4, 3], "ce"), ([7, 2, 9], "sse"), ([3, 5, 6, 4, 2], "bce")])
 def test_forward_products_on_transposed_weights_agree_with_the_weights_themselves(sizes, loss, hvp_passes):
     """Small networks' forward and R-forward products read a transposed copy of the weights (see

@@ -840,13 +840,14 @@ cdef extern from *:
        uoff[l] and sample n in column n:
 
            P(l) = [R{delta(l)} | delta(l)],  Q(l) = [z(l) | R{z(l)}]  (second halves from column np;
-           P(1) and Q(L) are not written past np, nor Q(L) at all)
+           P(1) has only its first half, Q(L) is not written)
 
        so that H v for W(l) is one product over all samples, P(l) Q(l-1)^T (5.110L), and P(1) X for W(1);
        bias (U) gets the sums of R{delta(l)} over the samples (layer l at uoff[l]). Columns N .. np - 1
        (np: N rounded up to DERIVE_LANES) are zero: the lanes of a group past its last sample repeat its
-       first sample's inputs, and their delta and R{delta} at the outputs are 0. Returns E = sum of E_n. The scratch (derive_lanes_scratch doubles) and P start
-       64-byte aligned, ld is a multiple of DERIVE_LANES. */
+       first sample's inputs, and their delta and R{delta} at the outputs are 0. Returns E = sum of E_n.
+       The scratch (derive_lanes_scratch doubles) and P start 64-byte aligned; ld is a multiple of
+       DERIVE_LANES. */
     #define DERIVE_LANES 8
     typedef double derive_lanes_v __attribute__((vector_size(8 * DERIVE_LANES)));
     typedef void (*derive_activation_fn)(const double*, double*, double*, double*, ptrdiff_t);
@@ -976,10 +977,10 @@ cdef extern from *:
 
     DERIVE_PRODUCT_CLONES
     static double derive_lanes(int L, const ptrdiff_t* d, const ptrdiff_t* woff, const ptrdiff_t* boff,
-                             const ptrdiff_t* uoff, derive_activation_fn const* act, derive_r_output_fn r_out,
-                             derive_output_fn out, const double* w, const double* v, const double* X,
-                             const double* T, ptrdiff_t N, double* scratch, double* P, double* Q, ptrdiff_t ld,
-                             double* bias) {
+                               const ptrdiff_t* uoff, derive_activation_fn const* act, derive_r_output_fn r_out,
+                               derive_output_fn out, const double* w, const double* v, const double* X,
+                               const double* T, ptrdiff_t N, double* scratch, double* P, double* Q, ptrdiff_t ld,
+                               double* bias) {
         const ptrdiff_t K = d[L], np = (N + DERIVE_LANES - 1) / DERIVE_LANES * DERIVE_LANES;
         ptrdiff_t units = 0, widest = 0;
         for (int l = 1; l <= L; ++l) { units += d[l]; widest = d[l] > widest ? d[l] : widest; }
@@ -1164,7 +1165,7 @@ cdef Py_ssize_t PRODUCT_WORK = 1 << 20        # multiply-adds above which a prod
 cdef Py_ssize_t SMALL_PRODUCT = 1000000       # multiply-adds up to which OpenBLAS may use its small-matrix kernels (see Plan._transposed)
 cdef double PIVOT_MIN = 1e-6                  # relative pivot below which a sequential downdate is refused
 cdef Py_ssize_t SMALL_GEMM = 1 << 20          # multiply-adds up to which gemm multiplies without BLAS (see gemm; 0 where OpenBLAS has small-matrix kernels)
-cdef Py_ssize_t LANES_SCRATCH = 1024          # vectors (of DERIVE_LANES doubles: 64 KiB) of a group's scratch up to which a network is narrow (see Plan._narrow)
+cdef Py_ssize_t LANES_SCRATCH = 1024          # vectors (64 KiB) of a group's scratch up to which a network is narrow (Plan._narrow)
 cdef Py_ssize_t LANES_TILE = 128              # samples per tile of a narrow network's HVP
 # OpenBLAS cores (openblas_get_corename) with small-matrix kernels of their own, which need no packing either
 cdef tuple BLAS_SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")

@@ -1672,8 +1672,9 @@ cdef class Plan:
     cdef inline bint _narrow(self, int kind) noexcept nogil:
         """Whether the passes of ``kind`` run with samples in SIMD lanes (derive_lanes): the HVP of a
         network so narrow that a group's scratch has at most LANES_SCRATCH vectors. (Paired timings against
-        the BLAS passes on a 2-vCPU Zen 4 VM: [4, 8, 2] on 32 samples 0.75-0.77x the time, [10, 32, 3] on
-        256-1,024 0.83-0.89x, [20, 100, 5] on 1,024 0.85x; beyond the limit [20, 64, 64, 64, 5] 1.01-1.06x,
+        the BLAS passes on a 2-vCPU Zen 4 VM: [4, 8, 2] on 32 samples 0.75-0.77x the time, [10, 32, 3] 0.88x
+        on 128 samples in one thread and 0.83-1.01x on 256-1,024 in two (varying with the VM's phases),
+        [20, 100, 5] on 1,024 0.85x; beyond the limit [20, 64, 64, 64, 5] 1.01-1.06x,
         [50, 200, 10] 1.13-1.16x, where BLAS's products are large enough to pay. Error and gradient through
         lanes measured 1.0x and 1.03-1.07x: they stay with BLAS.)"""
         return kind == HVP and derive_lanes_group(self.L, self.d) <= LANES_SCRATCH

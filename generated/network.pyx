@@ -1603,6 +1603,7 @@ cdef class Plan:
     cdef Py_ssize_t U
     cdef Py_ssize_t widest      # max over layers of d_l
     cdef Py_ssize_t largest_layer   # max over layers of d_l d_(l-1)
+    cdef Py_ssize_t lanes_group     # vectors of derive_lanes's scratch for one group of samples
     cdef activation_fn* act
     cdef derive_output_fn out
     cdef derive_r_output_fn r_out
@@ -1637,6 +1638,7 @@ cdef class Plan:
             self.n_params = self.boff[l] + self.d[l]
             self.uoff[l] = self.U
             self.U += self.d[l]
+        self.lanes_group = derive_lanes_group(self.L, self.d)
         self.capsules = tuple(capsules)
         self.checks = checks
         for l in range(1, self.L):
@@ -1677,7 +1679,7 @@ cdef class Plan:
         [20, 100, 5] on 1,024 0.85x; beyond the limit [20, 64, 64, 64, 5] 1.01-1.06x,
         [50, 200, 10] 1.13-1.16x, where BLAS's products are large enough to pay. Error and gradient through
         lanes measured 1.0x and 1.03-1.07x: they stay with BLAS.)"""
-        return kind == HVP and derive_lanes_group(self.L, self.d) <= LANES_SCRATCH
+        return kind == HVP and self.lanes_group <= LANES_SCRATCH
 
     cdef void _with_transposed(self, const double* w, double* out) noexcept nogil:
         """out = [w | W(1)^T ... W(L)^T]: the parameters, then each weight matrix transposed at its own

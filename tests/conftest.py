@@ -167,9 +167,11 @@ def threaded_blocks():
 @pytest.fixture(params=["lanes", "blas"])
 def hvp_passes(request):
     """H v through derive_lanes (samples in SIMD lanes, which the HVP of a narrow network takes; every
-    network of the tests is narrow) or through the BLAS passes of the wider ones: the test runs once each."""
+    network of the tests is narrow) or through the BLAS passes of the wider ones: the test runs once each.
+    Yields the LANES_SCRATCH setting in force."""
     from derive.kernels import load_network
     network = load_network()
-    old = network._set_lanes(1 << 40 if request.param == "lanes" else 0, 128)
-    yield request.param
+    scratch = 1 << 40 if request.param == "lanes" else 0
+    old = network._set_lanes(scratch, 128)
+    yield scratch
     network._set_lanes(*old)

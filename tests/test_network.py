@@ -248,14 +248,12 @@ def test_samples_taken_in_tiles_of_one_agree_with_one_tile(loss, hvp_passes):
     w, X, T = random_problem(net, seed=9, samples=11)
     v = np.random.default_rng(9).normal(size=net.n_params)
     whole = first_order_results(net, w, X, T, v)
-    old = network._set_tile(1, 1)
-    lanes_scratch, lanes_tile = network._set_lanes(0, 1)     # the passes hvp_passes chose, in tiles of one
-    network._set_lanes(lanes_scratch, 1)
+    old, old_lanes = network._set_tile(1, 1), network._set_lanes(hvp_passes, 1)
     try:
         tiled = first_order_results(net, w, X, T, v)
     finally:
         network._set_tile(*old)
-        network._set_lanes(lanes_scratch, lanes_tile)
+        network._set_lanes(*old_lanes)
     assert_first_order_results_agree(tiled, whole)
 
 
@@ -273,13 +271,9 @@ def test_hvp_with_samples_in_lanes_agrees_with_the_blas_passes(sizes, activation
     w, X, T = random_problem(net, seed=N + len(sizes), samples=N)
     v = np.random.default_rng(N).normal(size=net.n_params)
     expected = net.hessian(w, X, T) @ v
-    lanes = with_each_setting(lambda setting: network._set_lanes(*setting), [(1 << 40, tile) for tile in (128, 1, 3)],
-                              lambda: net.hvp(w, X, T, v))
-    old = network._set_lanes(0, 128)
-    try:
-        blas = net.hvp(w, X, T, v)
-    finally:
-        network._set_lanes(*old)
+    *lanes, blas = with_each_setting(lambda setting: network._set_lanes(*setting),
+                                     [(1 << 40, 128), (1 << 40, 1), (1 << 40, 3), (0, 128)],
+                                     lambda: net.hvp(w, X, T, v))
     for hv in lanes:
         assert rel(hv, blas) <= 1e-13
         assert rel(hv, expected) <= 1e-10
@@ -294,11 +288,8 @@ def test_hvp_in_lanes_of_a_partial_group_computes_nothing_outside_the_samples(tm
     X, T = np.array([[1.0], [2.0], [3.0]]), np.array([[0.5], [-1.0], [2.0]])
     from derive.kernels import load_network
     network = load_network()
-    old = network._set_lanes(1 << 40, 128)
-    try:
-        hv = net.hvp(w, X, T, v)
-    finally:
-        network._set_lanes(*old)
+    [hv] = with_each_setting(lambda setting: network._set_lanes(*setting), [(1 << 40, 128)],
+                             lambda: net.hvp(w, X, T, v))
     assert rel(hv, net.hessian(w, X, T) @ v) <= 1e-12
 
 

@@ -2153,7 +2153,8 @@ cdef class Plan:
         self._add_diagonal(L, N, &LAM[0], K * K, K + 1, &zt[0, 0], &dv[0])           # 5.79 with M(L) = Lambda
         mup = np.asarray(LAM).reshape(N, K, K).diagonal(axis1=1, axis2=2).copy().ravel()   # a copy: writable
         for l in range(L - 1, 0, -1):
-            W2 = np.square(np.asarray(w[self.woff[l + 1]:self.boff[l + 1]]))
+            with np.errstate(over="ignore"):   # an overflow reaches the result, which the caller refuses
+                W2 = np.square(np.asarray(w[self.woff[l + 1]:self.boff[l + 1]]))
             q = np.empty(N * self.d[l])
             mcur = np.empty(N * self.d[l])
             with nogil:

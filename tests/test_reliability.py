@@ -8,6 +8,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -206,6 +207,17 @@ def test_outputs_that_overflow_float64_are_refused(method):
     w = np.full(net.n_params, 1e200)
     with pytest.raises(ValueError, match="overflowed float64"):
         getattr(net, method)(w, np.full((2, 3), 1e200))
+
+
+def test_a_becker_lecun_diagonal_whose_squared_weights_overflow_is_refused_without_a_stray_warning():
+    # W∘W overflows to inf for weights of 1e200: the refusal says why, and NumPy adds no warning of its own
+    net = derive.MLP([5, 7, 3], activation="tanh", loss="ce")
+    w = np.random.default_rng(0).standard_normal(net.n_params) * 1e200
+    X, T = np.ones((4, 5)), np.eye(3)[[0, 1, 2, 0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="overflowed float64"):
+            net.hessian_diagonal(w, X, T, method="becker_lecun")
 
 
 @pytest.mark.parametrize("loss", sorted(derive.LOSSES))

@@ -2399,7 +2399,8 @@ cdef class Plan:
         chunks mean fewer passes: the scratch that grows with the chunk may take half the size of H, up
         to 1 GiB, or 128 MiB where that is more (the diagonal, which allocates nothing of size W^2: 128
         MiB). The rest of the scratch, one block product, is at most the size of its block of H.
-        ([50, 200, 10] on 2,048 samples, 2 vCPUs: 13 chunks 4.1-4.9 s, 4 chunks 3.5-4.0 s, one 3.4 s.)"""
+        ([50, 200, 10] on 2,048 samples, 2 vCPUs, alternating: 3 chunks (this budget) 2.75-2.96 s, 7 (the
+        512 MiB a network keeps between calls) 3.17-3.46 s, one 3.47-3.72 s; 13 (128 MiB) 4.1-4.9 s.)"""
         cdef Py_ssize_t per_sample = self._scratch(2, blocks) - self._scratch(1, blocks), l
         cdef Py_ssize_t budget = 1 << 24
         if blocks:
@@ -2530,8 +2531,8 @@ cdef class Plan:
         symmetric and so is z~_n z~_n^T, so only the entries k <= k' of the one and j <= j' of the other
         enter the product (a quarter of the work of all pairs). Large blocks are split
         by rows of the product between the threads, each computing (single-threaded BLAS) and scattering
-        its own rows: the scatter is as much work as a third of the product here and would otherwise run
-        on one core."""
+        its own rows: the scatter is a large part of the work (on [50, 200, 10] half the time of all the
+        BLAS products) and would otherwise run on one core."""
         cdef Py_ssize_t e = self.d[m - 1] + 1, dm = self.d[m], k, kp, n, t, p
         cdef Py_ssize_t tri = dm * (dm + 1) // 2, ue = e * (e + 1) // 2
         cdef double* Mu = scratch

@@ -80,6 +80,27 @@ def parameter_jacobian(net, w, X, eps=1e-6):
     return J
 
 
+def output_lambda(loss, y, t):
+    """Lambda_n = d2E_n/da da^T of each sample, from the outputs y (N, K) by its textbook formula."""
+    if loss == "sse":
+        return np.broadcast_to(np.eye(y.shape[1]), (y.shape[0],) + (y.shape[1],) * 2)
+    if loss == "bce":
+        return np.array([np.diag(yn * (1 - yn)) for yn in y])
+    return np.array([tn.sum() * (np.diag(yn) - np.outer(yn, yn)) for yn, tn in zip(y, t)])
+
+
+@pytest.mark.parametrize("sizes", [[3, 4, 2], [2, 5, 3, 3], [3, 4, 1, 4, 2]])
+@pytest.mark.parametrize("loss", sorted(derive.LOSSES))
+def test_outer_product_is_the_sum_of_jt_lambda_j_with_j_by_central_differences(loss, sizes):
+    # G is assembled from the Hessian's layer blocks without the terms in delta(L); the reference builds
+    # sum_n J_n^T Lambda_n J_n from the parameter Jacobian by central differences of a(L)
+    net = derive.MLP(sizes, activation=["sigmoid", "sin", "softplus"][:len(sizes) - 2], loss=loss)
+    w, X, T = random_problem(net, samples=7)
+    J = parameter_jacobian(net, w, X)
+    reference = sum(J[n].T @ lam @ J[n] for n, lam in enumerate(output_lambda(loss, net.forward(w, X), T)))
+    assert rel(net.outer_product(w, X, T), reference) <= 1e-8
+
+
 def test_outer_product_with_an_indefinite_lambda_is_still_the_sum_of_jt_lambda_j():
     # ce targets whose rows sum to less than 0 make Lambda_n = (sum_k t_k)(diag y - y y^T) negative
     # semi-definite; G = sum_n J_n^T Lambda_n J_n keeps those terms (none is clipped away)

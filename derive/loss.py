@@ -157,7 +157,8 @@ def derive_loss(loss):
         Equation("5.106L", "R_delta_loss", "R-backward at the outputs: Σ_k' Λ_kk' R{a_k'} summed for this loss",
                  Rdelta[k], shown, S_LOSS),
         Equation("5.92L", "Lambda_factor", "Λ factored: Λ_kk' = %sΣ_m R_mk R_mk' with this R, so that the outer "
-                 "product (5.85L) sums %sF_mᵀ F_m over the rows F_m of R ∂a⁽ᴸ⁾/∂w" % ((_sign_text(factor_sign),) * 2),
+                 "product (5.85L) is a sum of %sF_mᵀ F_m over the rows F_m of R ∂a⁽ᴸ⁾/∂w, the rank-one terms of "
+                 "its sequential inverse (5.87–5.89)" % ((_sign_text(factor_sign),) * 2),
                  Rfac[k, k2], factor, S_LOSS),
     )
     tsum = _tsum_names()

@@ -2259,7 +2259,7 @@ cdef class Plan:
         return Hinv
 
     cdef tuple _factored_sensitivities(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T):
-        """(Z, B, signs) for the outer product: the forward pass's unit outputs; for each layer
+        """(Z, B, signs) for the inverse of the outer product: the forward pass's unit outputs; for each layer
         B(l)_n = R_n da(L)/da(l) (N*K*d_l), backpropagated (5.74) from B(L)_n = R_n, the factor of
         Lambda_n = s_n R_n^T R_n derived in derive.loss (5.92L, Lambda_factor; products of y and sqrt(y),
         so its entries keep their relative accuracy); and signs (N*K) = s_n for each of sample n's rows:

@@ -134,7 +134,6 @@ class MLP:
         Symmetric; positive semi-definite wherever every Λ_n is (always for sse and bce; for ce where
         each target row sums to at least 0); equals H where the residuals vanish. Assembled from the
         Hessian's layer blocks without the terms in δ⁽ᴸ⁾: O(N W²), the Hessian's cost."""
-        w, X, T = self._problem(w, X, T)
         _check_fits(self.n_params)
         return self._finite(self._plan.outer_product(w, X, T), "w, X and T")
 

@@ -2202,8 +2202,8 @@ cdef class Plan:
         Levenberg-Marquardt matrix (5.84, 5.85 and their general form 5.85L), assembled from its layer
         blocks as the Hessian is, without the terms in delta(L) (see hessian): the work of the exact
         Hessian, where the rank-k update sum_n F_n^T F_n over the d_L rows of each J_n took d_L times the
-        Hessian's (one after the other in one process, 2 vCPUs: [50, 200, 10] on 2,048 samples 2.7 s instead of 29.9 s, [10, 32, 3] on
-        256 0.09x, [20, 100, 1] on 1,024 0.71x, [4, 8, 2] on 32 0.42x)."""
+        Hessian's (one after the other in one process, 2 vCPUs: [50, 200, 10] on 2,048 samples 2.7 s
+        instead of 29.9 s, [10, 32, 3] on 256 0.09x, [20, 100, 1] on 1,024 0.71x, [4, 8, 2] on 32 0.42x)."""
         return self.hessian(w, X, T, 0, True)
 
     def inverse_outer_product(self, const double[::1] w, const double[:, ::1] X, const double[:, ::1] T,

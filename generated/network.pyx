@@ -1551,6 +1551,7 @@ cdef struct State:
     double* DELTA
     double* S
     double* LAM
+    bint gauss_newton   # delta and s are zero: the outer product's state (see Plan.hessian)
 
 
 cdef class Chunk:
@@ -1581,6 +1582,7 @@ cdef class Chunk:
         self.st.A, self.st.Z, self.st.D1 = self.memory, self.memory + n, self.memory + 2 * n
         self.st.D2, self.st.DELTA, self.st.S = self.memory + 3 * n, self.memory + 4 * n, self.memory + 5 * n
         self.st.LAM = self.memory + 6 * n
+        self.st.gauss_newton = False
         at = 6 * n + N * K * K
         for l in range(L + 1):
             self.zt[l] = self.memory + at
@@ -2047,8 +2049,8 @@ cdef class Plan:
         assembled block by block with BLAS, in chunks of ``chunk`` samples (0: automatic). With
         ``gauss_newton``, the outer-product matrix sum_n J_n^T Lambda_n J_n (5.84-5.85L) by the same
         assembly: it is the Hessian without the terms in the output errors delta(L) (PRML 5.83 drops
-        sum_n (y_n - t_n) grad grad y_n), so the state's delta(L) is set to 0 before backpropagation, which
-        makes every delta and s = W^T delta zero and leaves M(l) = D W^T M(l+1) W D. Where W is
+        sum_n (y_n - t_n) grad grad y_n), so the state has delta(L) = 0, and with it every delta and
+        s = W^T delta zero: M(l) = D W^T M(l+1) W D, and the cross blocks skip their delta term. Where W is
         at most HESSIAN_SPLIT_MAX and there is work enough, the samples are split in halves assembled by
         two threads into two matrices (single-threaded BLAS each) that are then added; otherwise, with
         work enough, BLAS stays single-threaded and the large products and scatters are shared among the
@@ -2425,12 +2427,16 @@ cdef class Plan:
     cdef void _second_order_state(self, const double* w, const double* X, const double* T, Py_ssize_t N,
                                   State* st, bint gauss_newton=False) noexcept nogil:
         """Forward pass with h'', output layer with Lambda, backpropagation: everything 5.92-5.95 start from;
-        with ``gauss_newton`` delta(L) = 0 before backpropagation (see hessian)."""
+        with ``gauss_newton`` delta = s = 0 in every layer instead of backpropagation, which is what
+        backpropagating delta(L) = 0 gives (see hessian)."""
         self._forward(w, X, N, st.A, st.Z, st.D1, st.D2)
         self._output(T, N, st.A, st.Z, st.DELTA, st.LAM)
-        if gauss_newton:
-            memset(st.DELTA + N * self.uoff[self.L], 0, N * self.d[self.L] * sizeof(double))
-        self._backward(w, X, N, st.Z, st.D1, st.DELTA, st.S, NULL)
+        st.gauss_newton = gauss_newton
+        if gauss_newton:    # delta(L) = 0 backpropagates to delta = s = 0 in every layer
+            memset(st.DELTA, 0, N * self.U * sizeof(double))
+            memset(st.S, 0, N * self.U * sizeof(double))
+        else:
+            self._backward(w, X, N, st.Z, st.D1, st.DELTA, st.S, NULL)
 
     cdef void _prepare_chunk(self, const double* w, const double* X, State* st, Py_ssize_t c0, Py_ssize_t C,
                              Chunk ch) noexcept nogil:
@@ -2681,6 +2687,8 @@ cdef class Plan:
         outer_rows(zm, em, zl, el, C, B)
         pgemm(True, False, dm * dl, em * el, C, 1.0, MG, dm * dl, B, em * el, 0.0, P1, em * el)
         self._scatter_units(CROSS_FIRST, l, m, P1, H)
+        if st.gauss_newton:   # the second term is delta(m)'s: zero
+            return
         outer_rows(st.DELTA + N * self.uoff[m] + c0 * dm, dm, zl, el, C, Cf)
         if m == l + 1:   # G(l,l) = I: the second term lives on j' = j
             pgemm(True, False, dm * el, dl, C, 1.0, Cf, dm * el, st.D1 + N * self.uoff[l] + c0 * dl, dl,

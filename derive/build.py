@@ -180,8 +180,12 @@ def _linker():
 
 
 def _make_dir(path):
-    """Create ``path`` (mode 0o700) if it does not exist, and return it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create ``path`` (mode 0o700) if it does not exist, and return it; BuildError if it cannot be."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise BuildError(f"cannot use {path} as the folder of compiled modules: {error.strerror or error} "
+                         "(DERIVE_CACHE_DIR chooses another)") from error
     return path
 
 

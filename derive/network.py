@@ -9,10 +9,11 @@ b⁽ˡ⁾; X is (N, d_0) and T is (N, d_L); E = Σ_n E_n is a sum over samples, 
 loss's canonical link (sse: identity, bce: logistic, ce: softmax).
 
 Argument rules, checked before anything is computed: arrays of real numbers (any integer or floating
-dtype) are converted to C-contiguous float64; complex, boolean, object and string arrays are refused with
-TypeError; wrong shapes, empty batches and NaN or infinite values are refused with ValueError naming the
+dtype) are converted to C-contiguous float64; complex, boolean, object and string arrays and masked arrays
+are refused with TypeError; wrong shapes, empty batches and NaN or infinite values are refused with ValueError naming the
 argument.
 """
+import collections.abc
 import operator
 
 import numpy as np
@@ -93,7 +94,7 @@ class MLP:
 
     def gradient(self, w, X, T):
         """∇E, (W,), by backpropagation (PRML 5.53–5.56)."""
-        return self._plan.gradient(w, X, T)[1]
+        return self._plan.gradient(w, X, T, False)[1]
 
     def error_and_gradient(self, w, X, T):
         """(E, ∇E) from one forward and one backward pass."""
@@ -208,14 +209,24 @@ class MLP:
         return (w, X, T) + tuple(_vector(v, "v", self.n_params) for v in rest[1:])
 
 
+MAX_LAYER_SIZE = 2**31 - 1   # BLAS takes 32-bit dimensions
+
+
 def _check_sizes(sizes):
+    """``sizes`` as a tuple of ints: a list, tuple, range or 1-D array of at least two positive integers
+    (not bools, whose int value a typo would pass off as a size)."""
+    ordered = isinstance(sizes, (collections.abc.Sequence, np.ndarray)) and not isinstance(sizes, (str, bytes))
     try:
+        if not ordered or any(isinstance(d, (bool, np.bool_)) for d in sizes):
+            raise TypeError
         sizes = tuple(operator.index(d) for d in sizes)
     except TypeError:
         raise TypeError("sizes must be a sequence of integers [d0, d1, ..., dL], got %r" % (sizes,)) from None
     if len(sizes) < 2 or min(sizes) < 1:
         raise SpecificationError("sizes must hold at least two positive layer sizes [d0, ..., dL], got %r"
                                  % (list(sizes),))
+    if max(sizes) > MAX_LAYER_SIZE:
+        raise SpecificationError("layer sizes above %d are not supported, got %r" % (MAX_LAYER_SIZE, list(sizes)))
     return sizes
 
 
@@ -231,6 +242,9 @@ def _real_array(x, name):
     """``x`` as a C-contiguous float64 array of finite numbers (see the module docstring's rules)."""
     if type(x) is np.ndarray and x.dtype == np.float64 and x.flags.c_contiguous and x.flags.aligned:
         return x  # the common case, at no cost; the kernels refuse NaN and infinity themselves
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError("%s is a masked array, and its mask would be ignored: pass the values to use, e.g. "
+                        "%s.filled(...) or the unmasked rows" % (name, name))
     try:
         array = np.asarray(x)
     except Exception as error:  # anything numpy cannot make an array of

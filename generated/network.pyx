@@ -20,7 +20,7 @@ cimport numpy as cnp
 cimport openmp
 from cython.parallel cimport prange
 from cpython.pycapsule cimport PyCapsule_GetPointer
-from libc.math cimport fabs, isfinite, isnan, sqrt
+from libc.math cimport INFINITY, NAN, fabs, isfinite, isnan, sqrt
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
@@ -1491,11 +1491,11 @@ cdef int require_finite(const double[::1] w, const double[:, ::1] X, const doubl
 
 
 cdef inline bint is_doubles(object a, int ndim) noexcept:
-    """Whether ``a`` is an aligned, C-contiguous float64 ndarray of ``ndim`` dimensions in the machine's
-    byte order (a C-level test: the first-order passes take their arrays' data without building
+    """Whether ``a`` is an aligned, C-contiguous float64 ndarray (not a subclass: a masked array's mask
+    must not be ignored unseen) of ``ndim`` dimensions in the machine's byte order (a C-level test: the first-order passes take their arrays' data without building
     memoryviews, which would cost more than a small network's whole gradient; NPY_DOUBLE alone also
     admits byte-swapped float64, '>f8' on a little-endian machine)."""
-    return (cnp.PyArray_Check(a) and cnp.PyArray_NDIM(<cnp.ndarray>a) == ndim
+    return (cnp.PyArray_CheckExact(a) and cnp.PyArray_NDIM(<cnp.ndarray>a) == ndim
             and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_DOUBLE and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a)
             and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a) and cnp.PyArray_ISALIGNED(<cnp.ndarray>a))
 
@@ -1507,6 +1507,18 @@ cdef inline const double* doubles(object a) noexcept:
 
 cdef inline Py_ssize_t dim(object a, int i) noexcept:
     return cnp.PyArray_DIM(<cnp.ndarray>a, i)
+
+
+cdef inline double non_finite(const double* x, Py_ssize_t n) noexcept nogil:
+    """0 if x[0..n) are finite, else NaN if one of them is NaN, else infinity: the E that makes
+    require_finite_result give the reason."""
+    cdef Py_ssize_t i
+    if derive_finite(x, n):
+        return 0.0
+    for i in range(n):
+        if isnan(x[i]):
+            return NAN
+    return INFINITY
 
 
 cdef int require_finite_result(double E, const double* out, Py_ssize_t n, str inputs) except -1:
@@ -1524,11 +1536,12 @@ cdef int require_finite_result(double E, const double* out, Py_ssize_t n, str in
                 nan = True
                 break
     if nan:
-        raise ValueError("the result is NaN although %s are finite: an activation is undefined at some "
-                         "pre-activation (log(a) or sqrt(a) of a < 0, say), or an intermediate value "
-                         "overflowed float64" % inputs)
-    raise ValueError("the result overflowed float64 although %s are finite: their values are too large"
-                     % inputs)
+        raise ValueError("the result is NaN although %s are finite: an activation or its derivative is "
+                         "undefined or infinite at some pre-activation (log(a) or sqrt(a) of a <= 0, say), "
+                         "or an intermediate value overflowed float64" % inputs)
+    raise ValueError("the result overflowed float64 although %s are finite: their values are too large, "
+                     "or an activation or its derivative is infinite at some pre-activation (log(a) or 1/a "
+                     "at a = 0, say)" % inputs)
 
 
 def require_finite_array(a, str inputs):
@@ -1823,12 +1836,13 @@ cdef class Plan:
         require_finite_result(E, NULL, 0, "w, X and T")
         return E
 
-    def gradient(self, w, X, T):
-        """(E, gradient (W,)) by backpropagation."""
+    def gradient(self, w, X, T, bint error=True):
+        """(E, gradient (W,)) by backpropagation; without ``error``, E may have overflowed to infinity (the
+        caller uses the gradient only, which can be finite when E is not)."""
         w, X, T, _ = self._problem(w, X, T, None, 3)
         g = np.empty(self.n_params)
         E = self._first_order(GRADIENT, doubles(w), doubles(X), doubles(T), NULL, dim(X, 0), <double*>doubles(g))
-        require_finite_result(E, doubles(g), self.n_params, "w, X and T")
+        require_finite_result(E if error or isnan(E) else 0.0, doubles(g), self.n_params, "w, X and T")
         return E, g
 
     def hvp(self, w, X, T, v):
@@ -1990,14 +2004,16 @@ cdef class Plan:
         """One tile of N samples: forward pass and output layer (5.48-5.49), and for GRADIENT
         backpropagation (5.53-5.56) into out, for HVP the R-operator passes (5.101-5.111) into out, for
         JACOBIAN the input Jacobian (5.73-5.77) into out; sums added to out with ``add``. A narrow
-        network's HVP goes to _lanes instead."""
+        network's HVP goes to _lanes instead. Returns E of the tile; for JACOBIAN 0 if the outputs a(L) are
+        finite, else NaN or infinity (see non_finite): h(a) can be NaN where the Jacobian's h'(a) is not
+        (log(a) of a < 0)."""
         cdef Py_ssize_t n = N * self.U
         cdef double E
         if self._narrow(kind):
             return self._lanes(w, X, T, v, N, work, out, add)
         if kind == JACOBIAN:
             self._input_jacobian(w, X, N, work, out)
-            return 0.0
+            return non_finite(work + N * self.uoff[self.L], N * self.d[self.L])
         if kind == ERROR:
             self._forward(w, X, N, work, work + n, NULL, NULL, transposed)
             return self._output(T, N, work, work + n, work + 3 * n, NULL)
@@ -2111,8 +2127,8 @@ cdef class Plan:
         w, X, _, _ = self._problem(w, X, None, None, 2)
         cdef Py_ssize_t N = dim(X, 0), K = self.d[self.L]
         J = np.empty((N, K, self.d[0]))
-        self._first_order(JACOBIAN, doubles(w), doubles(X), NULL, NULL, N, <double*>doubles(J))
-        require_finite_result(0.0, doubles(J), N * K * self.d[0], "w and X")
+        outputs = self._first_order(JACOBIAN, doubles(w), doubles(X), NULL, NULL, N, <double*>doubles(J))
+        require_finite_result(outputs, doubles(J), N * K * self.d[0], "w and X")
         return J
 
     cdef void _input_jacobian(self, const double* w, const double* X, Py_ssize_t N, double* work,

@@ -135,6 +135,14 @@ def test_float32_and_integer_inputs_are_converted_to_float64():
     assert np.isfinite(net.error(w, np.ones((2, 3), dtype=int), np.zeros((2, 2), dtype=int)))
 
 
+def test_a_masked_array_is_refused_rather_than_its_mask_ignored():
+    net = derive.MLP([3, 4, 2], activation="tanh", loss="sse")
+    w, X, T = random_problem(net)
+    masked = np.ma.masked_greater(X, 0.5)
+    with pytest.raises(TypeError, match="X is a masked array"):
+        net.error(w, masked, T)
+
+
 def test_read_only_and_non_contiguous_arrays_are_accepted():
     net = derive.MLP([3, 4, 2], activation="tanh", loss="sse")
     w, X, T = random_problem(net)
@@ -148,6 +156,11 @@ def test_read_only_and_non_contiguous_arrays_are_accepted():
 def test_bad_network_specifications_are_refused():
     with pytest.raises(derive.SpecificationError, match="sizes"):
         derive.MLP([3], activation="tanh")
+    for sizes in ([True, 2], [3, np.True_], {3: 0, 2: 0}, {3, 2}, "32", 3, [3.0, 2]):
+        with pytest.raises(TypeError, match="sizes must be a sequence of integers"):
+            derive.MLP(sizes, activation="tanh")
+    with pytest.raises(derive.SpecificationError, match="layer sizes above"):
+        derive.MLP([3, 2**62], activation="tanh")
     with pytest.raises(derive.SpecificationError, match="loss"):
         derive.MLP([3, 2], loss="mse")
     with pytest.raises(derive.SpecificationError, match="activations"):

@@ -184,11 +184,32 @@ def test_outer_product_of_a_softmax_keeps_every_entry_where_outputs_differ_by_ma
 
 @pytest.mark.parametrize("activation", ["log(a)", "sqrt(a)"])
 def test_a_nan_where_the_activation_is_undefined_is_refused_as_such(activation):
+    # every kernel, the input Jacobian included, although it needs only h'(a) = 1/a (log) there: h(a) is NaN
     net = derive.MLP([1, 1, 1], activation=activation, loss="sse")
-    w, X, T = np.array([1.0, 0.0, 1.0, 0.0]), np.array([[-1.0]]), np.array([[0.0]])
-    for method in ("error", "gradient", "hessian"):
+    arguments = {"w": np.array([1.0, 0.0, 1.0, 0.0]), "X": np.array([[-1.0]]), "T": np.array([[0.0]]),
+                 "v": np.ones(4)}
+    for method, names in METHODS.items():
         with pytest.raises(ValueError, match="NaN .* undefined"):
-            getattr(net, method)(w, X, T)
+            getattr(net, method)(*[arguments[n] for n in names])
+
+
+def test_an_infinite_activation_is_refused_with_that_reason():
+    net = derive.MLP([1, 1, 1], activation="log(a)", loss="sse")
+    w, X = np.array([1.0, 0.0, 1.0, 0.0]), np.array([[0.0]])
+    for method in ("forward", "jacobian"):     # y = log(0) = -inf; dy/dx = 1/0
+        with pytest.raises(ValueError, match="overflowed float64 .* infinite at some pre-activation"):
+            getattr(net, method)(w, X)
+
+
+def test_a_finite_gradient_is_returned_where_only_the_error_overflows():
+    # residuals of 1e200: E = sum r^2 / 2 is beyond float64, its gradient (about 1e200) is not
+    net = derive.MLP([2, 3, 1], activation="tanh", loss="sse")
+    w, X, T = net.init(0), np.array([[0.5, -1.0]]), np.array([[-1e200]])
+    g = net.gradient(w, X, T)
+    y = net.forward(w, X)
+    assert np.isfinite(g).all() and g[-1] == pytest.approx(y[0, 0] - T[0, 0], rel=1e-12)   # dE/db(2) = y - t
+    with pytest.raises(ValueError, match="overflowed float64"):
+        net.error_and_gradient(w, X, T)
 
 
 @pytest.mark.parametrize("method", sorted(set(METHODS) - {"forward", "jacobian"}))

@@ -11,7 +11,8 @@ The language is a small part of Python expression syntax:
 * the variable ``a`` and the constants ``pi`` and ``E``;
 * the functions ``exp log sqrt sin cos tan tanh sinh cosh atan asinh erf Abs sign Heaviside``
   (one argument each), ``Max`` and ``Min`` (two or more arguments), which are SymPy's
-  functions of the same names, and any extra one-argument functions the caller passes in;
+  functions of the same names (Python's spellings ``abs``, ``max`` and ``min`` mean ``Abs``, ``Max``
+  and ``Min``), and any extra one-argument functions the caller passes in;
 * ``Piecewise((expression, condition), ...)``, where a condition is a comparison with
   ``< <= > >=`` (chains such as ``0 < a < 1`` mean ``(0 < a) & (a < 1)``), conditions
   combined with ``&`` and ``|``, or ``True``. Comparisons and ``True`` appear nowhere else.
@@ -90,6 +91,7 @@ _FUNCTIONS.update(
     Max=_Function(sympy.Max, 2, None),
     Min=_Function(sympy.Min, 2, None),
 )
+_FUNCTIONS.update(abs=_FUNCTIONS["Abs"], max=_FUNCTIONS["Max"], min=_FUNCTIONS["Min"])   # Python's names
 
 _ARITHMETIC = {
     ast.Add: operator.add,
@@ -344,6 +346,8 @@ class _Translator:
     def _float(self, node):
         """Translate a float literal: exactly if it is a short decimal, else as a Float."""
         literal = ast.get_source_segment(self.source, node).replace("_", "")
+        if node.value == 0.0 and any(digit in "123456789" for digit in literal.lower().split("e")[0]):
+            raise self._fail(f"float literal {literal} is below the smallest double and would be 0")
         significant_digits = literal.replace(".", "").lstrip("0")
         if "e" not in literal.lower() and len(significant_digits) <= _MAX_EXACT_DECIMAL_DIGITS:
             return sympy.Rational(literal)

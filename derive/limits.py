@@ -2,7 +2,8 @@
 
 SymPy's simplification of an adversarial expression can take arbitrarily long. The symbolic stages run
 under :func:`time_limit`, which raises :class:`~derive.errors.DerivationError` when the limit passes
-(``DERIVE_TIME_LIMIT`` seconds, default 60; ``0`` disables it). The limit uses SIGALRM, so it applies in
+(``DERIVE_TIME_LIMIT`` seconds, default 60; ``0`` disables it), or when SymPy exhausts Python's
+recursion limit or memory. The limit uses SIGALRM, so it applies in
 the main thread of a Unix process; elsewhere the work runs unlimited.
 """
 import os
@@ -33,7 +34,8 @@ def time_limit(what, seconds=None):
               and threading.current_thread() is threading.main_thread()
               and signal.getitimer(signal.ITIMER_REAL)[0] == 0)  # never override an outer timer
     if not usable:
-        yield
+        with _within_python_limits(what):
+            yield
         return
 
     body = {"running": True, "expired": False}
@@ -50,7 +52,8 @@ def time_limit(what, seconds=None):
     # exception (broad `except` clauses exist in it) cannot keep the body running past the limit.
     signal.setitimer(signal.ITIMER_REAL, seconds, REPEAT_SECONDS)
     try:
-        yield
+        with _within_python_limits(what):
+            yield
     except DerivationError:
         raise
     except Exception as error:
@@ -61,3 +64,14 @@ def time_limit(what, seconds=None):
         body["running"] = False      # first: an alarm from here on is ignored, never raised in cleanup
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def _within_python_limits(what):
+    """Run the body, raising DerivationError where SymPy runs out of Python's recursion limit or of memory
+    (an expression nested some hundred levels deep, say) instead of letting RecursionError through."""
+    try:
+        yield
+    except (RecursionError, MemoryError) as error:
+        raise DerivationError("%s needs more than Python allows (%s): the expression is too deeply nested or "
+                              "too large; simplify it" % (what, type(error).__name__)) from None

@@ -24,7 +24,7 @@ from typing import Optional
 import mpmath
 import sympy as sp
 
-from .errors import DerivationError
+from .errors import DerivationError, ExpressionError
 from .expressions import A
 from .functions import sigmoid, softplus
 from .limits import time_limit
@@ -195,8 +195,14 @@ def _identity_holds(derivative, h, g, f_h, f_d):
 
 
 def check_finite(derivatives):
-    """Raise DerivationError if h, h' or h'' still contains an unevaluated derivative or integral."""
+    """Raise DerivationError if h, h' or h'' still contains an unevaluated derivative or integral, and
+    ExpressionError if one is complex-valued for real a (it contains the imaginary unit: h'(a) of
+    (-1)**a is I pi (-1)**a), which no float64 kernel can compute."""
     for name, expr in (("h", derivatives.h), ("h'", derivatives.d1), ("h''", derivatives.d2)):
         if expr.has(sp.Derivative, sp.Integral, sp.Subs):
             raise DerivationError("%s of activation %r could not be derived in closed form: %s"
                                   % (name, derivatives.activation.name, expr))
+        if expr.has(sp.I):
+            raise ExpressionError("%s of activation %r is complex-valued for real a (%s = %s); derive "
+                                  "computes with real numbers only"
+                                  % (name, derivatives.activation.name, name, expr))

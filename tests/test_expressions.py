@@ -60,6 +60,9 @@ GOOD = [
     ("(a\n + 1)", A + 1),
     ("  tanh(a)  ", sympy.tanh(A)),
     ("2", sympy.Integer(2)),
+    # Python's spellings of Abs, Max and Min
+    ("a/(1 + abs(a))", A / (1 + sympy.Abs(A))),
+    ("max(a, 0) + min(a, 0, 1)", sympy.Max(A, 0) + sympy.Min(A, 0, 1)),
 ]
 
 
@@ -195,6 +198,7 @@ NOT_A_FINITE_REAL_NUMBER = [
     ("log(0)", "does not evaluate to a finite real number"),
     ("sqrt(-1)", "does not evaluate to a finite real number"),
     ("1e400", "does not evaluate to a finite real number"),
+    ("1e-400*a", "below the smallest double"),
     ("exp(1000)", "too large for a double"),
 ]
 

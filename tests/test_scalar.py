@@ -192,6 +192,19 @@ def test_an_expression_that_sympys_simplify_fails_on_still_derives():
             assert close(f2(mpmath.mpf(x), 0), d2_ref, 1e-12, 1e-12), x
 
 
+def test_a_complex_valued_derivative_is_refused_before_any_code_is_generated():
+    # h = (-1)**a is real at integers only; its derivative carries I*pi, which no float64 kernel computes
+    with pytest.raises(derive.ExpressionError, match="h' of activation .* is complex-valued"):
+        derive_scalar(derive.Activation.from_expression("(-1)**a"))
+
+
+def test_an_expression_too_deep_for_sympys_recursion_is_a_derivation_error():
+    # accepted by the parser (199 levels < MAX_DEPTH), but SymPy's differentiation exhausts Python's recursion
+    text = "sin(" * 199 + "a" + ")" * 199
+    with pytest.raises(derive.DerivationError, match="too deeply nested"):
+        derive_scalar(derive.Activation.from_expression(text))
+
+
 def test_softplus_does_not_overflow():
     s = derive_scalar(derive.ACTIVATIONS["softplus"])
     with np.errstate(over="raise", invalid="raise"):

@@ -57,8 +57,8 @@ def _parser():
     check.add_argument("activation", help="a built-in name or an expression in a")
     check.add_argument("--loss", choices=list(LOSSES) + ["all"], default="all")
     check.add_argument("--sizes", default=None, help="layer sizes, e.g. 4,8,3 (default: L = 1, 2, 3 networks)")
-    check.add_argument("--samples", type=_count("--samples", 1), default=6, help="samples N (default: 6)")
-    check.add_argument("--seed", type=_count("--seed", 0), default=0, help="seed of the random networks (default: 0)")
+    check.add_argument("--samples", type=_count(1), default=6, help="samples N (default: 6)")
+    check.add_argument("--seed", type=_count(0), default=0, help="seed of the random networks (default: 0)")
     check.set_defaults(run=_check)
     return parser
 
@@ -99,8 +99,9 @@ def _write(path, text):
 
 
 def _refuse_to_overwrite(path):
-    """Nothing a user wrote is overwritten: only regular files that derive generated itself (their first
-    lines say so) may be replaced; a folder, device or pipe at ``path`` is refused without reading it."""
+    """Nothing a user wrote is overwritten: only regular files that derive generated itself (they carry its
+    mark, see _generated_by_derive) may be replaced; a folder, device or pipe at ``path`` is refused
+    without reading it."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return
@@ -177,15 +178,15 @@ def _sizes(text):
     return sizes
 
 
-def _count(option, least):
-    """An argparse type: an integer >= ``least``, or an error that names ``option``."""
+def _count(least):
+    """An argparse type: an integer >= ``least`` (argparse names the option in its error)."""
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             value = None
         if value is None or value < least:
-            raise argparse.ArgumentTypeError("%s must be an integer >= %d, got %r" % (option, least, text))
+            raise argparse.ArgumentTypeError("an integer >= %d is needed, got %r" % (least, text))
         return value
     return parse
 

@@ -9,9 +9,9 @@ b⁽ˡ⁾; X is (N, d_0) and T is (N, d_L); E = Σ_n E_n is a sum over samples, 
 loss's canonical link (sse: identity, bce: logistic, ce: softmax).
 
 Argument rules, checked before anything is computed: arrays of real numbers (any integer or floating
-dtype) are converted to C-contiguous float64; complex, boolean, object and string arrays and masked arrays
-are refused with TypeError; wrong shapes, empty batches and NaN or infinite values are refused with ValueError naming the
-argument.
+dtype) are converted to C-contiguous float64; complex, boolean, object and string arrays and masked
+arrays are refused with TypeError; wrong shapes, empty batches and NaN or infinite values are refused with
+ValueError naming the argument.
 """
 import collections.abc
 import operator

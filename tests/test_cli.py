@@ -74,7 +74,7 @@ def test_check_prints_a_table_and_succeeds(capsys):
 def test_check_options_out_of_range_are_refused_naming_the_option(capsys, option, value):
     with pytest.raises(SystemExit) as stop:
         main(["check", "tanh", option, value])
-    assert stop.value.code == 2 and "%s must be an integer" % option in capsys.readouterr().err
+    assert stop.value.code == 2 and "argument %s: an integer >= " % option in capsys.readouterr().err
 
 
 def test_an_output_that_is_not_a_regular_file_is_refused_without_being_read(capsys, tmp_path):

@@ -1492,9 +1492,10 @@ cdef int require_finite(const double[::1] w, const double[:, ::1] X, const doubl
 
 cdef inline bint is_doubles(object a, int ndim) noexcept:
     """Whether ``a`` is an aligned, C-contiguous float64 ndarray (not a subclass: a masked array's mask
-    must not be ignored unseen) of ``ndim`` dimensions in the machine's byte order (a C-level test: the first-order passes take their arrays' data without building
-    memoryviews, which would cost more than a small network's whole gradient; NPY_DOUBLE alone also
-    admits byte-swapped float64, '>f8' on a little-endian machine)."""
+    must not go unseen) of ``ndim`` dimensions in the machine's byte order (a C-level test: the
+    first-order passes take their arrays' data without building memoryviews, which would cost more than a
+    small network's whole gradient; NPY_DOUBLE alone also admits byte-swapped float64, '>f8' on a
+    little-endian machine)."""
     return (cnp.PyArray_CheckExact(a) and cnp.PyArray_NDIM(<cnp.ndarray>a) == ndim
             and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_DOUBLE and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a)
             and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a) and cnp.PyArray_ISALIGNED(<cnp.ndarray>a))

@@ -65,7 +65,8 @@ _QUOTE_LIMIT = 80
 _PART_QUOTE_LIMIT = 40
 
 _CONSTANTS = {"a": A, "pi": sympy.pi, "E": sympy.E}
-_NON_FINITE = (sympy.nan, sympy.zoo, sympy.oo, -sympy.oo)
+NON_FINITE = (sympy.nan, sympy.zoo, sympy.oo, -sympy.oo)
+"""The SymPy values that are not finite real numbers; an activation or its derivatives must contain none."""
 
 
 class _Function(NamedTuple):
@@ -181,7 +182,7 @@ def parse_expression(text, functions=None):
     translator = _Translator(text, tree.source, table)
     try:
         expression = translator.expression(tree.body, depth=1)
-        non_finite = [str(atom) for atom in _NON_FINITE if expression.has(atom)]
+        non_finite = [str(atom) for atom in NON_FINITE if expression.has(atom)]
     except (RecursionError, MemoryError) as error:
         raise _error(text, f"it is too complex to translate ({type(error).__name__})") from error
     if non_finite:

@@ -25,7 +25,7 @@ import mpmath
 import sympy as sp
 
 from .errors import DerivationError, ExpressionError
-from .expressions import A
+from .expressions import A, NON_FINITE
 from .functions import sigmoid, softplus
 from .limits import time_limit
 from .specification import Activation
@@ -197,7 +197,7 @@ def _identity_holds(derivative, h, g, f_h, f_d):
 def check_finite(derivatives):
     """Raise DerivationError if h, h' or h'' still contains an unevaluated derivative or integral, and
     ExpressionError if one is complex-valued for real a (it contains the imaginary unit: h'(a) of
-    (-1)**a is I pi (-1)**a), which no float64 kernel can compute."""
+    (-1)**a is I pi (-1)**a) or not finite (h'(a) of 0**a is nan), which no float64 kernel can compute."""
     for name, expr in (("h", derivatives.h), ("h'", derivatives.d1), ("h''", derivatives.d2)):
         if expr.has(sp.Derivative, sp.Integral, sp.Subs):
             raise DerivationError("%s of activation %r could not be derived in closed form: %s"
@@ -205,4 +205,7 @@ def check_finite(derivatives):
         if expr.has(sp.I):
             raise ExpressionError("%s of activation %r is complex-valued for real a (%s = %s); derive "
                                   "computes with real numbers only"
+                                  % (name, derivatives.activation.name, name, expr))
+        if expr.has(*NON_FINITE):
+            raise ExpressionError("%s of activation %r is not finite (%s = %s)"
                                   % (name, derivatives.activation.name, name, expr))

@@ -198,6 +198,12 @@ def test_a_complex_valued_derivative_is_refused_before_any_code_is_generated():
         derive_scalar(derive.Activation.from_expression("(-1)**a"))
 
 
+def test_a_derivative_that_is_not_finite_is_refused_before_any_code_is_generated():
+    # h = 0**a is 0 for a > 0; SymPy's derivative is nan, which every kernel would refuse at every a
+    with pytest.raises(derive.ExpressionError, match="h' of activation .* is not finite"):
+        derive_scalar(derive.Activation.from_expression("0**a"))
+
+
 def test_an_expression_too_deep_for_sympys_recursion_is_a_derivation_error():
     # accepted by the parser (199 levels < MAX_DEPTH), but SymPy's differentiation exhausts Python's recursion
     text = "sin(" * 199 + "a" + ")" * 199

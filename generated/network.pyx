@@ -1527,16 +1527,9 @@ cdef int require_finite_result(double E, const double* out, Py_ssize_t n, str in
     still overflow float64 (E = sum (y - t)^2 / 2 of targets near 1e308, say), or be NaN where an
     activation is undefined (log(a) of a < 0, say); it is refused rather than returned, and the message
     tells the two apart."""
-    cdef Py_ssize_t i
-    cdef bint nan = isnan(E)
     if isfinite(E) and (out == NULL or derive_finite(out, n)):
         return 0
-    if out != NULL:
-        for i in range(n):
-            if isnan(out[i]):
-                nan = True
-                break
-    if nan:
+    if isnan(E) or (out != NULL and isnan(non_finite(out, n))):
         raise ValueError("the result is NaN although %s are finite: an activation or its derivative is "
                          "undefined or infinite at some pre-activation (log(a) or sqrt(a) of a <= 0, say), "
                          "or an intermediate value overflowed float64" % inputs)

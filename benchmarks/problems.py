@@ -31,6 +31,18 @@ class Problem:
         """Outputs d_L."""
         return self.sizes[-1]
 
+    def multiply_adds(self, kernel):
+        """Multiply-adds per sample of the weight products of derive's ``gradient`` or ``hvp``.
+
+        With F = Σ_l d_l d_{l−1} (one product through every layer) and B = the same sum without the first
+        layer (nothing is propagated back to the inputs, and R{z⁽⁰⁾} = 0): the gradient is the forward
+        pass, backpropagation and the sums δ⁽ˡ⁾z⁽ˡ⁻¹⁾ᵀ, 2F + B; the HVP is the forward pass, the R-forward
+        pass V z + W R{z} (F + B), backpropagation (B), the R-backward pass Vᵀδ + WᵀR{δ} (2B) and the sums
+        R{δ}zᵀ + δR{z}ᵀ (F + B), 3F + 5B (PRML 5.101–5.111; it needs no gradient)."""
+        pairs = [d_in * d_out for d_in, d_out in zip(self.sizes, self.sizes[1:])]
+        F, B = sum(pairs), sum(pairs[1:])
+        return {"gradient": 2 * F + B, "hvp": 3 * F + 5 * B}[kernel]
+
 
 PROBLEMS = (
     Problem("tiny", (4, 8, 2), 32),

@@ -408,6 +408,8 @@ def target_lines(rows, rate, paired=None, paired_peer=None):
                     ratio, len(paired[name, loss]), cells)
             else:
                 ratio, text = cells, "%.2f× the gradient" % cells
+            text += "; its multiply-adds: %.3f× the gradient's" % (
+                row.problem.multiply_adds("hvp") / row.problem.multiply_adds("gradient"))
             verdicts.append((4, row, ratio <= 2.5, text))
         if kernel == "diagonal" and name == "large" and derive_seconds(name, loss, "hessian"):
             ratio = derive_seconds(name, loss, "hessian") / d

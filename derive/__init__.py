@@ -2,7 +2,8 @@
 
 The pipeline, one module per stage:
 
-    specification   (Activation, Loss; expressions parses user text safely)
+    specification   (Activation, Loss; expressions parses user text safely; names holds the names
+                     that `derive generate` gave to expressions)
     → scalar        (h, h', h'' and their forms in z = h(a), made numerically safe)
     → layers, loss  (PRML's layer and output-layer equations, derived with SymPy; calculus holds the
                      chain rule they are derived with)

@@ -41,17 +41,19 @@ _load_lock = threading.Lock()
 
 
 def cache_dir():
-    """Return the directory compiled modules are cached in, creating it (mode 0o700) if needed.
+    """Return the directory compiled modules are cached in (:func:`cache_path`), creating it (mode 0o700)
+    if needed."""
+    return _make_dir(cache_path())
 
-    ``$DERIVE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/derive``, else ``~/.cache/derive``.
-    """
+
+def cache_path():
+    """The directory compiled modules are cached in, which may not exist yet: ``$DERIVE_CACHE_DIR`` if
+    set, else ``$XDG_CACHE_HOME/derive``, else ``~/.cache/derive``."""
     if os.environ.get("DERIVE_CACHE_DIR"):
-        path = pathlib.Path(os.environ["DERIVE_CACHE_DIR"]).expanduser()
-    elif os.environ.get("XDG_CACHE_HOME"):
-        path = pathlib.Path(os.environ["XDG_CACHE_HOME"]) / "derive"
-    else:
-        path = pathlib.Path.home() / ".cache" / "derive"
-    return _make_dir(path)
+        return pathlib.Path(os.environ["DERIVE_CACHE_DIR"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return pathlib.Path(os.environ["XDG_CACHE_HOME"]) / "derive"
+    return pathlib.Path.home() / ".cache" / "derive"
 
 
 def compiler_flags():

@@ -2,7 +2,7 @@
 
     derive list
     derive show NAME_OR_EXPRESSION [--loss sse|bce|ce] [--format tex|md|pdf] [--output PATH]
-    derive generate NAME EXPRESSION [--out DIR]
+    derive generate NAME EXPRESSION [--out DIR]      (and registers NAME, see derive.names)
     derive check NAME_OR_EXPRESSION [--loss sse|bce|ce|all] [--sizes 4,8,3] [--samples N] [--seed S]
 
 Errors that derive raises on purpose (bad expressions, names, build failures) and errors of the file
@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, names
 from .errors import DeriveError
 from .specification import ACTIVATIONS, LOSSES, Activation, resolve_activation
 
@@ -37,24 +37,26 @@ def _parser():
     parser.add_argument("--version", action="version", version="derive " + __version__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    listing = commands.add_parser("list", help="built-in and cached activations")
+    listing = commands.add_parser("list", help="built-in, named and cached activations")
     listing.set_defaults(run=_list)
 
     show = commands.add_parser("show", help="print or write the derivation document of an activation")
-    show.add_argument("activation", help="a built-in name or an expression in a, e.g. \"a*sigmoid(a)\"")
+    show.add_argument("activation",
+                      help="a built-in or generated name, or an expression in a, e.g. \"a*sigmoid(a)\"")
     show.add_argument("--loss", choices=list(LOSSES), default="sse")
     show.add_argument("--format", choices=["tex", "md", "pdf"], default="md")
     show.add_argument("--output", type=Path, help="file to write (default: print tex/md; pdf: ./<name>.pdf)")
     show.set_defaults(run=_show)
 
-    generate = commands.add_parser("generate", help="derive, write .pyx/.tex/.md and compile a new activation")
-    generate.add_argument("name", help="a Python identifier, not a built-in name")
+    generate = commands.add_parser("generate", help="derive, write .pyx/.tex/.md, compile and name a new activation")
+    generate.add_argument("name", help="a Python identifier, not a built-in name; registered for check, show and "
+                          "derive.MLP")
     generate.add_argument("expression", help="h(a), e.g. \"a*tanh(log(1 + exp(a)))\"")
     generate.add_argument("--out", type=Path, default=Path("."), help="folder for the files (default: .)")
     generate.set_defaults(run=_generate)
 
     check = commands.add_parser("check", help="every kernel against finite differences on random networks")
-    check.add_argument("activation", help="a built-in name or an expression in a")
+    check.add_argument("activation", help="a built-in or generated name, or an expression in a")
     check.add_argument("--loss", choices=list(LOSSES) + ["all"], default="all")
     check.add_argument("--sizes", default=None, help="layer sizes, e.g. 4,8,3 (default: L = 1, 2, 3 networks)")
     check.add_argument("--samples", type=_count(1), default=6, help="samples N (default: 6)")
@@ -68,6 +70,12 @@ def _list(args):
     print("built-in activations:")
     for name, activation in ACTIVATIONS.items():
         print("  %-11s h(a) = %s" % (name, activation.expression))
+    registered = names.registered()
+    print("named by `derive generate`:")
+    for name, expression in sorted(registered.items()):
+        print("  %-11s h(a) = %s" % (name, expression))
+    if not registered:
+        print("  (none)")
     cached = sorted(p.name.split(".")[0] for p in cache_dir().glob("*.so"))
     print("compiled in the cache (%s):" % cache_dir())
     for name in cached or ["(none)"]:
@@ -127,8 +135,7 @@ def _generate(args):
     from .codegen import render_activation
     from .derivation import derivation
     from .kernels import load
-    if args.name in ACTIVATIONS:
-        raise DeriveError("%r is a built-in activation; choose another name" % args.name)
+    names.check_name(args.name)
     activation = Activation.from_expression(args.expression, name=args.name)
     d = derivation(activation, "sse")
     files = {args.out / (activation.name + suffix): text
@@ -141,6 +148,9 @@ def _generate(args):
     print("compiled %s" % module.__file__)
     for path, text in files.items():
         print("wrote %s" % _write(path, text))
+    names.register(activation.name, args.expression)
+    print("registered %r: `derive check %s`, `derive show %s` and derive.MLP(..., activation=%r) use it"
+          % (activation.name, activation.name, activation.name, activation.name))
 
 
 def _check(args):

@@ -31,9 +31,10 @@ class MLP:
     sizes : sequence of int
         Units per layer, inputs first.
     activation : str, Activation, or list of them
-        The hidden units' activation h: a built-in name (``derive.ACTIVATIONS``), an expression in
-        ``a`` such as ``"a*tanh(log(1 + exp(a)))"``, an :class:`~derive.Activation`, or a list with one
-        per hidden layer. A new expression is compiled on first use and cached.
+        The hidden units' activation h: a built-in name (``derive.ACTIVATIONS``), a name that
+        ``derive generate`` registered (:mod:`derive.names`), an expression in ``a`` such as
+        ``"a*tanh(log(1 + exp(a)))"``, an :class:`~derive.Activation`, or a list with one per hidden
+        layer. A new expression is compiled on first use and cached.
     loss : {"sse", "bce", "ce"}
         Sum-of-squares with linear outputs, binary cross-entropy with logistic outputs, or
         cross-entropy with softmax outputs.

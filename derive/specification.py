@@ -94,17 +94,36 @@ def _builtin_functions():
 def resolve_activation(spec):
     """An :class:`Activation` from a built-in name, an expression string, or an Activation.
 
-    A string that is the name of a built-in gives that built-in; any other string is parsed as an
-    expression in ``a``.
+    A string that is the name of a built-in gives that built-in, a name that ``derive generate``
+    registered (:mod:`derive.names`) the expression it stands for, under that name; any other string is
+    parsed as an expression in ``a``.
     """
     if isinstance(spec, Activation):
         return spec
     if isinstance(spec, str):
         if spec in ACTIVATIONS:
             return ACTIVATIONS[spec]
+        if spec.isidentifier():
+            return _named_activation(spec)
         return Activation.from_expression(spec)
     raise TypeError("activation must be a built-in name, an expression string in 'a' or an Activation, "
                     "got %s" % type(spec).__name__)
+
+
+def _named_activation(name):
+    """The activation a registered ``name`` stands for; else ``name`` parsed as an expression (``a``,
+    ``pi`` and ``E`` are the only identifiers that are one), with an error that says where names come
+    from."""
+    from . import names
+    if name not in names.RESERVED:
+        expression = names.lookup(name)
+        if expression is not None:
+            return Activation.from_expression(expression, name=name)
+    try:
+        return Activation.from_expression(name)
+    except ExpressionError as error:
+        raise ExpressionError("%s; %r is neither a built-in activation (%s) nor a name that `derive generate` "
+                              "registered" % (error, name, ", ".join(ACTIVATIONS))) from None
 
 
 @dataclass(frozen=True)

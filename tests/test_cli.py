@@ -6,6 +6,7 @@ import types
 
 import pytest
 
+import derive
 import derive.kernels
 from derive.cli import main
 from derive.errors import BuildError
@@ -48,10 +49,21 @@ def test_generate_writes_sources_and_documents_and_compiles(capsys, tmp_path, mo
     for suffix in (".pyx", ".tex", ".md"):
         assert (tmp_path / "out" / ("mish" + suffix)).is_file()
     assert "compiled" in out and str(tmp_path / "cache") in out
+    # the name now stands for the expression wherever an activation is accepted
+    status, out, _ = run(capsys, "list")
+    assert status == 0 and "mish        h(a) = a*tanh(log(1 + exp(a)))" in out
+    status, out, _ = run(capsys, "check", "mish", "--loss", "sse", "--sizes", "3,4,2")
+    assert status == 0 and "activation mish, h(a) = a*tanh(log(1 + exp(a)))" in out and "FAILED" not in out
+    status, out, _ = run(capsys, "show", "mish")
+    assert status == 0 and "activation `mish`" in out
+    named, spelled = derive.MLP([3, 4, 2], activation="mish"), derive.MLP([3, 4, 2], activation="a*tanh(log(1 + exp(a)))")
+    assert named.activations[0].name == "mish" and named.activations[0].expr == spelled.activations[0].expr
 
 
 @pytest.mark.parametrize("argv, message", [
     (("generate", "tanh", "a"), "built-in"),
+    (("generate", "pi", "a"), "means something of its own"),
+    (("check", "mish_typo"), "nor a name that `derive generate` registered"),
     (("generate", "../x", "a"), "identifier"),
     (("generate", "good", "__import__('os')"), "__import__"),
     (("show", "a.__class__"), "attribute"),
@@ -59,7 +71,8 @@ def test_generate_writes_sources_and_documents_and_compiles(capsys, tmp_path, mo
     (("check", "tanh", "--sizes", ""), "--sizes"),
     (("check", "tanh", "--sizes", "4,0,3"), "--sizes"),
 ])
-def test_bad_input_is_one_clear_error(capsys, argv, message):
+def test_bad_input_is_one_clear_error(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.setenv("DERIVE_CACHE_DIR", str(tmp_path))
     status, _, err = run(capsys, *argv)
     assert status == 2 and err.startswith("derive: error:") and message in err
 

@@ -266,10 +266,25 @@ def _vector(x, name, length):
 def _matrix(x, name, columns):
     array = _real_array(x, name)
     if array.ndim != 2 or array.shape[1] != columns:
-        raise ValueError("%s must have shape (N, %d), got %s" % (name, columns, array.shape))
+        raise ValueError("%s must have shape (N, %d), got %s%s" % (name, columns, array.shape,
+                                                                 _one_row_per_sample(array, name, columns)))
     if array.shape[0] == 0:
         raise ValueError("%s is an empty batch (N = 0)" % name)
     return array
+
+
+def _one_row_per_sample(array, name, columns):
+    """A hint for a 1-D array where one row per sample is needed: what it most likely meant."""
+    if array.ndim != 1:
+        return ""
+    if columns == 1:
+        return " (one value per sample: pass %s.reshape(-1, 1))" % name
+    if name == "T":
+        return " (one row of %d targets per sample; class labels go in as one-hot rows: np.eye(%d)[labels])" % (
+            columns, columns)
+    if array.shape[0] == columns:
+        return " (one sample is a row: pass %s.reshape(1, -1))" % name
+    return ""
 
 
 def _positive(value, name):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import re
 import time
 import warnings
 
@@ -71,6 +72,21 @@ def test_wrong_arguments_never_crash_and_name_the_argument(method, position, val
         assert name in str(error) or "rows" in str(error)
     else:  # accepted: it must have been a valid value after conversion, and the result is finite
         assert np.all(np.isfinite(result))
+
+
+@pytest.mark.parametrize("sizes, name, value, hint", [
+    ([4, 8, 3], "T", np.arange(6) % 3, "np.eye(3)[labels]"),
+    ([4, 8, 1], "T", np.zeros(6), "T.reshape(-1, 1)"),
+    ([1, 8, 3], "X", np.zeros(6), "X.reshape(-1, 1)"),
+    ([4, 8, 3], "X", np.zeros(4), "X.reshape(1, -1)"),
+])
+def test_a_one_dimensional_batch_is_refused_with_what_it_most_likely_meant(sizes, name, value, hint):
+    net = derive.MLP(sizes, activation="tanh", loss="ce" if sizes[-1] > 1 else "sse")
+    arguments = {"w": net.init(seed=0), "X": np.zeros((6, sizes[0])),
+                 "T": np.eye(sizes[-1])[np.arange(6) % sizes[-1]], name: value}
+    columns = sizes[0] if name == "X" else sizes[-1]
+    with pytest.raises(ValueError, match=r"%s must have shape \(N, %d\), got .*%s" % (name, columns, re.escape(hint))):
+        net.gradient(arguments["w"], arguments["X"], arguments["T"])
 
 
 def test_the_kernels_called_directly_refuse_arrays_they_cannot_take():

@@ -109,7 +109,7 @@ def build_extension(source, stem, *, directory=None, progress=None):
     target = directory / (name + sysconfig.get_config_var("EXT_SUFFIX"))
     if target.exists():  # os.replace puts complete modules only, so no lock is needed to use one
         return target
-    with _locked(directory / f"{name}.lock", name, progress):
+    with file_lock(directory / f"{name}.lock", name, progress):
         if not target.exists():
             _remove_abandoned_builds(directory, name)
             _build(source, name, target, progress)
@@ -198,7 +198,7 @@ def _report(progress, message):
 
 
 @contextlib.contextmanager
-def _locked(lock_path, name, progress):
+def file_lock(lock_path, name, progress=None):
     """Hold an exclusive ``flock`` on ``lock_path`` for the ``with`` block.
 
     Every call opens the file anew, and ``flock`` locks of separate opens exclude each other even

@@ -48,7 +48,8 @@ def _parser():
     show.add_argument("--output", type=Path, help="file to write (default: print tex/md; pdf: ./<name>.pdf)")
     show.set_defaults(run=_show)
 
-    generate = commands.add_parser("generate", help="derive, write .pyx/.tex/.md, compile and name a new activation")
+    generate = commands.add_parser("generate",
+                                   help="derive, write .pyx/.tex/.md, compile and name a new activation")
     generate.add_argument("name", help="a Python identifier, not a built-in name; registered for check, show and "
                           "derive.MLP")
     generate.add_argument("expression", help="h(a), e.g. \"a*tanh(log(1 + exp(a)))\"")
@@ -70,16 +71,21 @@ def _list(args):
     print("built-in activations:")
     for name, activation in ACTIVATIONS.items():
         print("  %-11s h(a) = %s" % (name, activation.expression))
-    registered = names.registered()
     print("named by `derive generate`:")
+    try:
+        registered, unreadable = names.registered(), None
+    except DeriveError as error:
+        registered, unreadable = {}, error
     for name, expression in sorted(registered.items()):
         print("  %-11s h(a) = %s" % (name, expression))
     if not registered:
-        print("  (none)")
+        print("  (none)" if unreadable is None else "  (unreadable, see below)")
     cached = sorted(p.name.split(".")[0] for p in cache_dir().glob("*.so"))
     print("compiled in the cache (%s):" % cache_dir())
     for name in cached or ["(none)"]:
         print("  " + name)
+    if unreadable is not None:
+        raise unreadable
 
 
 def _show(args):
@@ -136,6 +142,7 @@ def _generate(args):
     from .derivation import derivation
     from .kernels import load
     names.check_name(args.name)
+    names.registered()           # a names file that cannot be read or updated stops us before anything is done
     activation = Activation.from_expression(args.expression, name=args.name)
     d = derivation(activation, "sse")
     files = {args.out / (activation.name + suffix): text

@@ -94,6 +94,9 @@ _FUNCTIONS.update(
 )
 _FUNCTIONS.update(abs=_FUNCTIONS["Abs"], max=_FUNCTIONS["Max"], min=_FUNCTIONS["Min"])   # Python's names
 
+#: Every name the expression language gives a meaning of its own: the variable, the constants, the functions.
+LANGUAGE_NAMES = frozenset(_CONSTANTS) | frozenset(_FUNCTIONS) | {_PIECEWISE}
+
 _ARITHMETIC = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,

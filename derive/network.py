@@ -279,11 +279,11 @@ def _one_row_per_sample(array, name, columns):
         return ""
     if columns == 1:
         return " (one value per sample: pass %s.reshape(-1, 1))" % name
-    if name == "T":
-        return " (one row of %d targets per sample; class labels go in as one-hot rows: np.eye(%d)[labels])" % (
-            columns, columns)
     if array.shape[0] == columns:
         return " (one sample is a row: pass %s.reshape(1, -1))" % name
+    if name == "T":
+        return (" (one row of %d targets per sample; for loss 'ce', class labels go in as one-hot rows: "
+                "np.eye(%d)[labels])" % (columns, columns))
     return ""
 
 

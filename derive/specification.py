@@ -103,8 +103,8 @@ def resolve_activation(spec):
     if isinstance(spec, str):
         if spec in ACTIVATIONS:
             return ACTIVATIONS[spec]
-        if spec.isidentifier():
-            return _named_activation(spec)
+        if spec.strip().isidentifier():
+            return _named_activation(spec.strip())
         return Activation.from_expression(spec)
     raise TypeError("activation must be a built-in name, an expression string in 'a' or an Activation, "
                     "got %s" % type(spec).__name__)
@@ -113,15 +113,18 @@ def resolve_activation(spec):
 def _named_activation(name):
     """The activation a registered ``name`` stands for; else ``name`` parsed as an expression (``a``,
     ``pi`` and ``E`` are the only identifiers that are one), with an error that says where names come
-    from."""
+    from where ``name`` could have been registered."""
     from . import names
-    if name not in names.RESERVED:
+    registrable = names.problem(name) is None
+    if registrable:
         expression = names.lookup(name)
         if expression is not None:
             return Activation.from_expression(expression, name=name)
     try:
         return Activation.from_expression(name)
     except ExpressionError as error:
+        if not registrable:
+            raise
         raise ExpressionError("%s; %r is neither a built-in activation (%s) nor a name that `derive generate` "
                               "registered" % (error, name, ", ".join(ACTIVATIONS))) from None
 

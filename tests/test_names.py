@@ -1,6 +1,7 @@
 """Names of user activations (derive.names): what `derive generate NAME EXPRESSION` registers, and how
 a name resolves wherever an activation is accepted."""
 import json
+import threading
 
 import pytest
 
@@ -45,9 +46,12 @@ def test_built_in_names_win_and_expressions_still_parse(cache):
 
 @pytest.mark.parametrize("name, message", [
     ("tanh", "built-in"),
-    ("a", "means something of its own"),
-    ("pi", "means something of its own"),
-    ("E", "means something of its own"),
+    ("a", "name of the expression language"),
+    ("pi", "name of the expression language"),
+    ("E", "name of the expression language"),
+    ("exp", "name of the expression language"),
+    ("Piecewise", "name of the expression language"),
+    ("expr_0123456789ab", "unnamed expression"),
     ("no good", "identifier"),
     ("", "empty"),
 ])
@@ -57,15 +61,37 @@ def test_names_that_cannot_be_registered_are_refused(cache, name, message):
     assert names.registered() == {}
 
 
-def test_an_unknown_name_says_where_names_come_from(cache):
+def test_an_unknown_name_says_where_names_come_from_where_it_could_have_been_registered(cache):
     with pytest.raises(ExpressionError, match="neither a built-in activation .* nor a name that `derive generate`"):
         resolve_activation("mish")
+    for never_a_name in ("exp", "lambda", "_x"):
+        with pytest.raises(ExpressionError) as error:
+            resolve_activation(never_a_name)
+        assert "derive generate" not in str(error.value)
+
+
+def test_surrounding_spaces_do_not_hide_a_registered_name(cache):
+    names.register("mine", "a/3")
+    assert resolve_activation(" mine ").name == "mine"
+
+
+def test_concurrent_registrations_lose_no_name(cache):
+    threads = [threading.Thread(target=names.register, args=("name%d" % i, "a*%d" % i)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert names.registered() == {"name%d" % i: "a*%d" % i for i in range(16)}
 
 
 def test_a_names_file_that_derive_did_not_write_is_a_clear_error(cache):
     cache.mkdir()
-    for text in ("not json", "[1, 2]", '{"mine": 3}'):
+    for text in ("not json", "[1, 2]", '{"mine": 3}', '{"tanh": "a"}', '{"../x": "a"}'):
         (cache / names.FILE).write_text(text)
         with pytest.raises(SpecificationError, match="not a file of activation names"):
             resolve_activation("mine")
-    assert resolve_activation("tanh") is ACTIVATIONS["tanh"]   # built-ins never read the file
+        assert resolve_activation("tanh") is ACTIVATIONS["tanh"]   # built-ins never read the file
+    (cache / names.FILE).unlink()
+    (cache / names.FILE).mkdir()
+    with pytest.raises(SpecificationError, match="cannot read the activation names"):
+        resolve_activation("mine")

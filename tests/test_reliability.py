@@ -79,6 +79,7 @@ def test_wrong_arguments_never_crash_and_name_the_argument(method, position, val
     ([4, 8, 1], "T", np.zeros(6), "T.reshape(-1, 1)"),
     ([1, 8, 3], "X", np.zeros(6), "X.reshape(-1, 1)"),
     ([4, 8, 3], "X", np.zeros(4), "X.reshape(1, -1)"),
+    ([4, 8, 3], "T", np.zeros(3), "T.reshape(1, -1)"),
 ])
 def test_a_one_dimensional_batch_is_refused_with_what_it_most_likely_meant(sizes, name, value, hint):
     net = derive.MLP(sizes, activation="tanh", loss="ce" if sizes[-1] > 1 else "sse")

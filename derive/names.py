@@ -16,15 +16,14 @@ import json
 
 from .errors import DeriveError, SpecificationError
 from .expressions import LANGUAGE_NAMES, check_identifier
+from .specification import ACTIVATIONS, UNNAMED_PREFIX
 
 FILE = "names.json"
 _LOCK = "names.lock"
-_UNNAMED = "expr_"     # the prefix of the names that unnamed expressions get (Activation.from_expression)
 
 
 def problem(name):
     """Why ``name`` cannot be registered, or None if it can (see the module's docstring)."""
-    from .specification import ACTIVATIONS
     try:
         check_identifier(name, "activation name")
     except DeriveError as error:
@@ -34,8 +33,9 @@ def problem(name):
     if name in LANGUAGE_NAMES:
         return ("%r is a name of the expression language (a variable, constant or function); choose another "
                 "name" % name)
-    if name.startswith(_UNNAMED):
-        return "%r looks like the name of an unnamed expression (%s<hash>); choose another name" % (name, _UNNAMED)
+    if name.startswith(UNNAMED_PREFIX):
+        return "%r looks like the name of an unnamed expression (%s<hash>); choose another name" % (
+            name, UNNAMED_PREFIX)
     return None
 
 

@@ -19,6 +19,11 @@ from .expressions import A, check_identifier, parse_expression
 from .functions import sigmoid, softplus
 
 
+#: The prefix of the name an expression gets where none is given (``expr_<hash>``, see
+#: :meth:`Activation.from_expression`).
+UNNAMED_PREFIX = "expr_"
+
+
 @dataclass(frozen=True)
 class Activation:
     """An activation function h: a name and a SymPy expression in the single variable ``a``.
@@ -59,7 +64,7 @@ class Activation:
         """
         expr = parse_expression(text, functions=_builtin_functions())
         if name is None:
-            name = "expr_" + hashlib.sha256(sp.srepr(expr).encode()).hexdigest()[:12]
+            name = UNNAMED_PREFIX + hashlib.sha256(sp.srepr(expr).encode()).hexdigest()[:12]
         elif name in ACTIVATIONS:
             raise ExpressionError("%r is the name of a built-in activation; choose another name" % name)
         return cls(name=name, expr=expr, expression=text)
